@@ -1,0 +1,181 @@
+"""The exporter's configuration: one frozen object, validated once at start-up.
+
+Every user mistake raises ``ConfigError`` with a one-line message that says what to fix; the CLI
+prints it and exits 2. Secrets never live here (see ``credentials``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A configuration the exporter cannot start with. The message is shown to the user as is."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Seconds for ``500ms``, ``30s``, ``1h30m`` (Prometheus style) or a plain number of seconds."""
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = list(_DURATION_PART.finditer(value))
+        if not parts or "".join(p.group(0) for p in parts) != value:
+            raise ConfigError(f"{option}: {text!r} is not a duration (use e.g. 500ms, 30s, 5m, 1h)") from None
+        seconds = sum(float(p.group(1)) * _DURATION_UNITS[p.group(2)] for p in parts)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{option}: {text!r} must be a positive duration")
+    return seconds
+
+
+def parse_listen_address(text: str, option: str = "--web.listen-address") -> tuple[str, int]:
+    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port``."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"{option}: {text!r} is not host:port (e.g. :9881 or 127.0.0.1:9881)")
+    host = host.strip("[]")
+    return host, int(port_text)
+
+
+def check_endpoint(url: str, option: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{option}: {url!r} is not an http(s) URL")
+    return url.rstrip("/")
+
+
+_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
+_PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_region(region: str) -> str:
+    if not _REGION.fullmatch(region):
+        raise ConfigError(f"--region: {region!r} is not a Huawei Cloud region (e.g. cn-north-4)")
+    return region
+
+
+def check_project_id(project_id: str) -> str:
+    if not _PROJECT_ID.fullmatch(project_id):
+        raise ConfigError(f"--project-id: {project_id!r} is not a project id (letters, digits, - and _)")
+    return project_id
+
+
+# Finished-task durations run from seconds (a trim) to hours (a long transcode-and-edit).
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+)
+
+
+def parse_buckets(text: str) -> tuple[float, ...]:
+    try:
+        buckets = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--tasks.duration-buckets: {text!r} is not a comma-separated list of seconds"
+        ) from None
+    if not buckets or any(not math.isfinite(b) or b <= 0 for b in buckets):
+        raise ConfigError("--tasks.duration-buckets: give at least one positive number of seconds")
+    if list(buckets) != sorted(set(buckets)):
+        raise ConfigError("--tasks.duration-buckets: buckets must be strictly increasing")
+    return buckets
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """How the client spends API calls. Defaults are explained in the README's quota section."""
+
+    endpoint: str
+    project_id: str
+    page_size: int = 100
+    concurrency: int = 4
+    rate_limit: float = 10.0  # requests per second; 0 turns the limit off
+    request_timeout: float = 5.0
+    max_retries: int = 3
+    backoff_base: float = 0.25
+    backoff_max: float = 5.0
+    throttle_backoff: float = 2.0  # Huawei advises waiting 2-5 s after APIGW.0308
+    verify_tls: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.page_size <= 100:
+            raise ConfigError("--api.page-size must be between 1 and 100 (the API's maximum)")
+        if not 1 <= self.concurrency <= 64:
+            raise ConfigError("--api.concurrency must be between 1 and 64")
+        if self.rate_limit < 0:
+            raise ConfigError("--api.rate-limit must be 0 (no limit) or a positive number of requests/s")
+        if self.request_timeout <= 0:
+            raise ConfigError("--api.timeout must be longer than 0s")
+        if not 0 <= self.max_retries <= 10:
+            raise ConfigError("--api.retries must be between 0 and 10")
+
+
+@dataclass(frozen=True)
+class SeriesSettings:
+    """Which tasks get per-task series; the aggregates always cover every task."""
+
+    enabled: bool = True
+    max_finished_age: float = 3600.0
+    max_series: int = 1000
+    duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
+    # How long a finished task is remembered so that it is counted once; see store.FinishedTaskTracker.
+    tracker_retention: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if self.max_series < 0:
+            raise ConfigError("--tasks.max-series must be 0 or more")
+        if self.tracker_retention < 60:
+            raise ConfigError("--tasks.tracker-retention must be at least 1m")
+
+
+@dataclass(frozen=True)
+class ScrapeSettings:
+    timeout: float = 30.0  # cap on a listing's time, and the budget when Prometheus sends none
+    timeout_offset: float = 0.5  # kept back from Prometheus' own timeout to answer in time
+    min_refresh_interval: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ConfigError("--scrape-timeout must be longer than 0s")
+        if self.timeout_offset >= self.timeout:
+            raise ConfigError("--scrape-timeout-offset must be shorter than --scrape-timeout")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = ""
+    port: int = 9881
+    telemetry_path: str = "/metrics"
+
+    def __post_init__(self) -> None:
+        if not self.telemetry_path.startswith("/") or self.telemetry_path in ("/", "/-/healthy", "/-/ready"):
+            raise ConfigError(
+                f"--web.telemetry-path: {self.telemetry_path!r} must start with / "
+                "and not clash with / or /-/*"
+            )
+
+
+@dataclass(frozen=True)
+class Config:
+    region: str
+    api: ApiSettings
+    iam_endpoint: str
+    series: SeriesSettings = field(default_factory=SeriesSettings)
+    scrape: ScrapeSettings = field(default_factory=ScrapeSettings)
+    web: WebSettings = field(default_factory=WebSettings)

@@ -1,0 +1,145 @@
+"""Why a listing failed: one exception class per ``reason`` label of
+``huaweicloud_vod_scrape_errors_total``.
+
+``classify_response`` is the one place that turns an HTTP error answer into an exception, and each
+class's ``reason`` is the one place that names its label.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+
+class ListingFailed(Exception):
+    """A listing that cannot be published. ``reason`` is the label value."""
+
+    reason = "bad_response"
+
+
+class InconsistentListing(ListingFailed):
+    """The pages read do not add up to the ``total`` the API reported (tasks came or went while paging)."""
+
+    reason = "inconsistent"
+
+
+class ApiError(ListingFailed):
+    """An answer from the API (or the lack of one) that ends the listing."""
+
+    reason = "bad_response"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_code: str | None = None,
+        error_msg: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.error_msg = error_msg
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} (request id {self.request_id})" if self.request_id else text
+
+
+class AuthError(ApiError):
+    """401 or 403: wrong, expired or under-privileged credentials. Never retried in a loop:
+    five failed AK/SK authentications in a row lock the key for five minutes."""
+
+    reason = "auth"
+
+
+class ThrottledError(ApiError):
+    """429 (``APIGW.0308``): the tenant's request quota is spent for now."""
+
+    reason = "throttled"
+
+
+class ServerError(ApiError):
+    """5xx: the gateway or VOD failed; worth retrying."""
+
+    reason = "server_error"
+
+
+class BadResponseError(ApiError):
+    """An answer that cannot be used: another 4xx, a body that is not the documented JSON."""
+
+    reason = "bad_response"
+
+
+class NetworkError(ApiError):
+    """No answer: refused, reset, DNS or TLS failure."""
+
+    reason = "network"
+
+
+class DeadlineExceeded(ApiError):
+    """The listing could not finish before the scrape deadline."""
+
+    reason = "timeout"
+
+
+# Gateway codes that say more than the HTTP status does. The API sends both the APIGW. and the
+# older APIG. prefix for the same code.
+_GATEWAY_CODES: Mapping[str, type[ApiError]] = {
+    "0301": AuthError,
+    "0307": AuthError,
+    "0302": AuthError,
+    "0310": AuthError,
+    "0308": ThrottledError,
+    "0601": ServerError,
+    "0613": ServerError,
+}
+
+_RETRYABLE = (ThrottledError, ServerError, NetworkError)
+
+
+def is_retryable(error: ApiError) -> bool:
+    return isinstance(error, _RETRYABLE)
+
+
+def classify_response(status: int, body: bytes, request_id: str | None) -> ApiError:
+    """The exception for an error answer, with ``error_code``/``error_msg`` from its JSON body."""
+    error_code, error_msg, body_request_id = _error_fields(body)
+    request_id = request_id or body_request_id
+    cls = _class_for(status, error_code)
+    detail = f"{error_code}: {error_msg}" if error_code else (error_msg or "no error body")
+    return cls(
+        f"HTTP {status} {detail}",
+        status=status,
+        error_code=error_code,
+        error_msg=error_msg,
+        request_id=request_id,
+    )
+
+
+def _class_for(status: int, error_code: str | None) -> type[ApiError]:
+    if error_code:
+        prefix, _, number = error_code.partition(".")
+        if prefix in ("APIGW", "APIG") and number in _GATEWAY_CODES:
+            return _GATEWAY_CODES[number]
+    if status in (401, 403):
+        return AuthError
+    if status == 429:
+        return ThrottledError
+    if status >= 500:
+        return ServerError
+    return BadResponseError
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None, None, None
+    if not isinstance(document, dict):
+        return None, None, None
+    fields = (document.get("error_code"), document.get("error_msg"), document.get("request_id"))
+    code, msg, rid = (value if isinstance(value, str) else None for value in fields)
+    return code, msg, rid

@@ -1,0 +1,143 @@
+"""The editing-task record: parsing and validation of one entry of the API's ``tasks`` array.
+
+A record that cannot be trusted raises ``InvalidTask``; the caller skips and counts it, so one
+bad record never breaks a scrape nor turns into a wrong number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+
+WAITING = "WAITING"
+PROCESSING = "PROCESSING"
+SUCCEED = "SUCCEED"
+FAILED = "FAILED"
+CANCEL = "CANCEL"
+
+KNOWN_STATUSES = (WAITING, PROCESSING, SUCCEED, FAILED, CANCEL)
+OPEN_STATUSES = frozenset({WAITING, PROCESSING})
+FINISHED_STATUSES = frozenset({SUCCEED, FAILED, CANCEL})
+
+_MAX_STATUS_LENGTH = 32
+_STATUS_UNSAFE = re.compile(r"[^A-Z0-9_]")
+
+
+class InvalidTask(ValueError):
+    """A record that is skipped and counted in ``huaweicloud_vod_editing_tasks_invalid``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    task_id: str
+    asset_id: str
+    status: str
+    progress: int
+    created: float
+    ended: float | None
+
+    @property
+    def is_open(self) -> bool:
+        # A status the API may add one day counts as open until the task has an end time.
+        return self.status in OPEN_STATUSES or (self.status not in FINISHED_STATUSES and self.ended is None)
+
+    def duration(self, now: float) -> float:
+        """Seconds from creation to end (or to ``now`` while open); never negative."""
+        end = self.ended if self.ended is not None else now
+        return max(0.0, end - self.created)
+
+
+def parse_task(raw: object) -> Task:
+    if not isinstance(raw, dict):
+        raise InvalidTask("record is not an object")
+    task_id = raw.get("task_id")
+    if not isinstance(task_id, str) or not task_id:
+        raise InvalidTask("missing task_id")
+    asset_id = raw.get("asset_id")
+    if asset_id is None:
+        asset_id = ""
+    elif not isinstance(asset_id, str):
+        raise InvalidTask(f"task {task_id}: asset_id is not a string")
+    status = raw.get("status")
+    if not isinstance(status, str) or not status:
+        raise InvalidTask(f"task {task_id}: missing status")
+    progress = raw.get("progress", 0)
+    # bool is an int subclass, and a float progress would be a malformed record.
+    if isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
+        raise InvalidTask(f"task {task_id}: progress {progress!r} is not an integer 0-100")
+    created_text = raw.get("create_time")
+    if not isinstance(created_text, str):
+        raise InvalidTask(f"task {task_id}: missing create_time")
+    end_text = raw.get("end_time")
+    if end_text is not None and not isinstance(end_text, str):
+        raise InvalidTask(f"task {task_id}: end_time is not a string")
+    try:
+        created = parse_timestamp(created_text)
+        ended = parse_timestamp(end_text) if end_text else None
+    except ValueError as error:
+        raise InvalidTask(f"task {task_id}: {error}") from None
+    return Task(task_id, asset_id, sanitize_status(status), progress, created, ended)
+
+
+def sanitize_status(status: str) -> str:
+    """Known statuses pass as they are; an unknown one keeps its name in a label-safe form."""
+    if status in KNOWN_STATUSES:
+        return status
+    cleaned = _STATUS_UNSAFE.sub("_", status.strip().upper())[:_MAX_STATUS_LENGTH]
+    return cleaned or "UNKNOWN"
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)",
+    re.ASCII,
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def parse_timestamp(text: str) -> float:
+    """Seconds since the epoch for an RFC 3339 time (``Z``, offsets and fractions).
+
+    Raises ``ValueError`` for anything else, including impossible dates.
+    """
+    # Fast path for the form the API sends (2020-09-01T18:50:20Z): only the date part goes
+    # through datetime, and dates repeat across records, so it is cached.
+    if len(text) == 20 and text[19] == "Z" and text[10] == "T" and text[13] == ":" and text[16] == ":":
+        clock = text[11:13] + text[14:16] + text[17:19]
+        if clock.isdigit() and clock.isascii():
+            hour, minute, second = int(clock[0:2]), int(clock[2:4]), int(clock[4:6])
+            if hour < 24 and minute < 60 and second < 60:
+                return _midnight(text[0:10]) + hour * 3600 + minute * 60 + second
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"time {text!r} is not RFC 3339")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction, zone = match.group(7), match.group(8)
+    if zone in ("Z", "z"):
+        offset = timedelta(0)
+    else:
+        sign = -1 if zone[0] == "-" else 1
+        zone_hours, zone_minutes = int(zone[1:3]), int(zone[4:6])
+        if zone_hours > 23 or zone_minutes > 59:
+            raise ValueError(f"time {text!r} has an impossible offset")
+        offset = sign * timedelta(hours=zone_hours, minutes=zone_minutes)
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+    except ValueError:
+        raise ValueError(f"time {text!r} is not a valid date and time") from None
+    seconds = (moment - _EPOCH).total_seconds()
+    return seconds + float(fraction) if fraction else seconds
+
+
+@lru_cache(maxsize=4096)
+def _midnight(day_text: str) -> float:
+    if not (day_text[4] == "-" and day_text[7] == "-" and day_text.replace("-", "").isdigit()):
+        raise ValueError(f"date {day_text!r} is not YYYY-MM-DD")
+    if not day_text.isascii():
+        raise ValueError(f"date {day_text!r} is not YYYY-MM-DD")
+    try:
+        day = date(int(day_text[0:4]), int(day_text[5:7]), int(day_text[8:10]))
+    except ValueError:
+        raise ValueError(f"date {day_text!r} is not a valid date") from None
+    return float((day - date(1970, 1, 1)).days * 86400)

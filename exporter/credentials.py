@@ -1,0 +1,278 @@
+"""Where the exporter's credentials come from: the environment and files, never the command line.
+
+AK/SK is looked up the way the official SDK does it (``EnvCredentialProvider`` then
+``ProfileCredentialProvider``): the environment counts only when it holds both the AK and the SK,
+otherwise the SDK credentials file is read. A static token and an IAM password login are the
+alternatives. Every mistake raises ``ConfigError`` with one line that names what is missing and
+never a secret value; secrets are also kept out of every ``repr``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from exporter.config import ConfigError
+
+log = logging.getLogger("exporter.credentials")
+
+ENV_AK = "HUAWEICLOUD_SDK_AK"
+ENV_SK = "HUAWEICLOUD_SDK_SK"
+ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
+ENV_PROJECT_ID = "HUAWEICLOUD_SDK_PROJECT_ID"
+ENV_CREDENTIALS_FILE = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
+ENV_AUTH_TOKEN = "VOD_EXPORTER_AUTH_TOKEN"
+ENV_IAM_PASSWORD = "VOD_EXPORTER_IAM_PASSWORD"
+
+# The options the CLI offers for the same things; named here so that messages tell the user
+# exactly what to set.
+FLAG_TOKEN_FILE = "--auth.token-file"
+FLAG_IAM_USERNAME = "--iam.username"
+FLAG_IAM_DOMAIN = "--iam.domain"
+FLAG_IAM_PASSWORD_FILE = "--iam.password-file"
+
+METHODS = ("auto", "aksk", "token", "iam")
+
+# The SDK's credentials file: an INI file whose [basic] section holds project-scoped credentials.
+SDK_FILE_SECTION = "basic"
+SDK_DEFAULT_FILE = Path(".huaweicloud") / "credentials"
+
+
+@dataclass(frozen=True)
+class AkSkCredentials:
+    access_key: str
+    secret_key: str = field(repr=False)
+    security_token: str | None = field(default=None, repr=False)
+    project_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StaticTokenCredentials:
+    """A token given as is, or a file holding one (re-read when it changes; see ``auth``)."""
+
+    token: str | None = field(repr=False)
+    token_file: Path | None
+
+    def __post_init__(self) -> None:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("give exactly one of token and token_file")
+
+
+@dataclass(frozen=True)
+class IamPasswordCredentials:
+    username: str
+    domain: str
+    password: str = field(repr=False)
+
+
+Credentials = AkSkCredentials | StaticTokenCredentials | IamPasswordCredentials
+
+
+def resolve_credentials(
+    method: str,
+    env: Mapping[str, str],
+    *,
+    home: Path,
+    token_file: Path | None = None,
+    iam_username: str | None = None,
+    iam_domain: str | None = None,
+    iam_password_file: Path | None = None,
+) -> Credentials:
+    """The credentials for ``method`` (``auto``, ``aksk``, ``token`` or ``iam``).
+
+    ``auto`` takes the first complete source: AK/SK (environment, then the SDK credentials file),
+    then a static token, then an IAM password login.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"--auth.method: {method!r} is not one of {', '.join(METHODS)}")
+    if method == "aksk":
+        return _aksk(env, home)
+    if method == "token":
+        return _static_token(env, token_file)
+    if method == "iam":
+        return _iam_password(env, iam_username, iam_domain, iam_password_file)
+
+    aksk = _look_up_aksk(env, home)
+    if aksk.credentials is not None:
+        return aksk.credentials
+    password_given = _value(env, ENV_IAM_PASSWORD) is not None or iam_password_file is not None
+    if _value(env, ENV_AUTH_TOKEN) is not None or token_file is not None:
+        aksk.warn_ignored("a static token")
+        return _static_token(env, token_file)
+    if iam_username and iam_domain and password_given:
+        aksk.warn_ignored("an IAM password login")
+        return _iam_password(env, iam_username, iam_domain, iam_password_file)
+    # Nothing is complete: the most useful message is about the source the user began to set up.
+    if aksk.problem is not None:
+        raise ConfigError(aksk.problem)
+    if iam_username or iam_domain or password_given:
+        return _iam_password(env, iam_username, iam_domain, iam_password_file)
+    raise ConfigError(
+        f"no credentials: set {ENV_AK} and {ENV_SK} (or ak and sk in the [basic] section of "
+        f"{aksk.file}), or {ENV_AUTH_TOKEN} or {FLAG_TOKEN_FILE}, or {FLAG_IAM_USERNAME}, "
+        f"{FLAG_IAM_DOMAIN} and {ENV_IAM_PASSWORD} or {FLAG_IAM_PASSWORD_FILE}"
+    )
+
+
+# --- AK/SK -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _AkSkLookup:
+    credentials: AkSkCredentials | None
+    problem: str | None  # why AK/SK are incomplete, when the user set some of them
+    file: Path  # the SDK credentials file that was (or would have been) read
+
+    def warn_ignored(self, chosen: str) -> None:
+        if self.problem is not None:
+            log.warning("ignoring incomplete AK/SK (%s); using %s", self.problem, chosen)
+
+
+def _aksk(env: Mapping[str, str], home: Path) -> AkSkCredentials:
+    aksk = _look_up_aksk(env, home)
+    if aksk.credentials is not None:
+        return aksk.credentials
+    raise ConfigError(
+        aksk.problem
+        or f"no AK/SK: set {ENV_AK} and {ENV_SK}, or ak and sk in the [basic] section of {aksk.file}"
+    )
+
+
+def _look_up_aksk(env: Mapping[str, str], home: Path) -> _AkSkLookup:
+    explicit_file = _value(env, ENV_CREDENTIALS_FILE)
+    path = Path(explicit_file) if explicit_file is not None else home / SDK_DEFAULT_FILE
+    access_key, secret_key = _value(env, ENV_AK), _value(env, ENV_SK)
+    if access_key is not None and secret_key is not None:
+        # As in the SDK, a complete pair in the environment wins and the file is not even read.
+        credentials = AkSkCredentials(
+            access_key=access_key,
+            secret_key=secret_key,
+            security_token=_value(env, ENV_SECURITY_TOKEN),
+            project_id=_value(env, ENV_PROJECT_ID),
+        )
+        return _AkSkLookup(credentials, None, path)
+
+    env_problem = None
+    if access_key is not None or secret_key is not None:
+        present, absent = (ENV_AK, ENV_SK) if access_key is not None else (ENV_SK, ENV_AK)
+        env_problem = f"{present} is set but {absent} is not: set both, or neither to use {path}"
+
+    section = _read_sdk_file(path, explicit=explicit_file is not None)
+    if section is None:
+        return _AkSkLookup(None, env_problem, path)
+    file_ak, file_sk = section.get("ak") or None, section.get("sk") or None
+    if file_ak is None or file_sk is None:
+        if file_ak is None and file_sk is None:
+            file_problem = f"{path}: the [basic] section has no ak and sk"
+        else:
+            present, absent = ("ak", "sk") if file_ak is not None else ("sk", "ak")
+            file_problem = f"{path}: the [basic] section has {present} but no {absent}"
+        return _AkSkLookup(None, env_problem or file_problem, path)
+    if env_problem is not None:
+        # The SDK silently falls back to the file here; say so, since a half-set pair is usually a typo.
+        log.warning("%s; using the AK/SK in %s", env_problem.partition(":")[0], path)
+    credentials = AkSkCredentials(
+        access_key=file_ak,
+        secret_key=file_sk,
+        security_token=section.get("security_token") or None,
+        project_id=section.get("project_id") or None,
+    )
+    return _AkSkLookup(credentials, None, path)
+
+
+def _read_sdk_file(path: Path, *, explicit: bool) -> Mapping[str, str] | None:
+    """The ``[basic]`` section of the SDK credentials file, or ``None`` when there is none.
+
+    A missing file at the default place is simply not a source; a missing file that
+    HUAWEICLOUD_SDK_CREDENTIALS_FILE names, or any file that cannot be read or parsed, is a
+    mistake the user must hear about.
+    """
+    if not explicit and not path.exists():
+        return None
+    text = _read_text(path, f"{ENV_CREDENTIALS_FILE}" if explicit else "the SDK credentials file")
+    # No interpolation: a secret key may contain '%', which the SDK's own parser would choke on.
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as error:
+        # The parser's own message quotes the offending line, which may hold a secret.
+        line = getattr(error, "lineno", None)
+        if line is None and getattr(error, "errors", None):
+            line = error.errors[0][0]  # type: ignore[attr-defined]  # ParsingError lists (line, text)
+        where = f" (line {line})" if line else ""
+        raise ConfigError(
+            f"{path} is not a valid credentials file{where}: expected INI with a [basic] section"
+        ) from None
+    if not parser.has_section(SDK_FILE_SECTION):
+        return None
+    return dict(parser.items(SDK_FILE_SECTION))
+
+
+# --- static token ------------------------------------------------------------------------------
+
+
+def _static_token(env: Mapping[str, str], token_file: Path | None) -> StaticTokenCredentials:
+    token = _value(env, ENV_AUTH_TOKEN)
+    if token is not None and token_file is not None:
+        raise ConfigError(f"set either {ENV_AUTH_TOKEN} or {FLAG_TOKEN_FILE}, not both")
+    if token is not None:
+        if not token.strip():
+            raise ConfigError(f"{ENV_AUTH_TOKEN} is blank: set it to the token")
+        return StaticTokenCredentials(token=token.strip(), token_file=None)
+    if token_file is None:
+        raise ConfigError(f"token authentication needs {ENV_AUTH_TOKEN} or {FLAG_TOKEN_FILE}")
+    # Only readability is checked here: the file is re-read as it changes, and may be filled later.
+    _read_text(token_file, FLAG_TOKEN_FILE)
+    return StaticTokenCredentials(token=None, token_file=token_file)
+
+
+# --- IAM password ------------------------------------------------------------------------------
+
+
+def _iam_password(
+    env: Mapping[str, str],
+    username: str | None,
+    domain: str | None,
+    password_file: Path | None,
+) -> IamPasswordCredentials:
+    password = _value(env, ENV_IAM_PASSWORD)
+    if password is not None and password_file is not None:
+        raise ConfigError(f"set either {ENV_IAM_PASSWORD} or {FLAG_IAM_PASSWORD_FILE}, not both")
+    if password_file is not None:
+        # Only the line end that editors and `echo` add is dropped: other whitespace may be meant.
+        password = _read_text(password_file, FLAG_IAM_PASSWORD_FILE).rstrip("\r\n")
+        if not password:
+            raise ConfigError(f"{FLAG_IAM_PASSWORD_FILE}: {password_file} is empty: write the password to it")
+    missing = []
+    if not username:
+        missing.append(f"{FLAG_IAM_USERNAME} (or VOD_EXPORTER_IAM_USERNAME)")
+    if not domain:
+        missing.append(f"{FLAG_IAM_DOMAIN} (or VOD_EXPORTER_IAM_DOMAIN)")
+    if password is None:
+        missing.append(f"{ENV_IAM_PASSWORD} or {FLAG_IAM_PASSWORD_FILE}")
+    if not username or not domain or password is None:
+        raise ConfigError(f"IAM password login needs {' and '.join(missing)}")
+    return IamPasswordCredentials(username=username, domain=domain, password=password)
+
+
+# --- shared ------------------------------------------------------------------------------------
+
+
+def _value(env: Mapping[str, str], name: str) -> str | None:
+    """An environment value, with an empty one counting as unset (as in the SDK)."""
+    return env.get(name) or None
+
+
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{option}: {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{option}: {path} is not UTF-8 text") from None
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(f"{option}: cannot read {path} ({reason})") from None

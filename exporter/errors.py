@@ -79,6 +79,12 @@ class NetworkError(ApiError):
     reason = "network"
 
 
+class RequestTimeout(NetworkError):
+    """One request got no answer within ``--api.timeout``; retried like any network error."""
+
+    reason = "timeout"
+
+
 class DeadlineExceeded(ApiError):
     """The listing could not finish before the scrape deadline."""
 

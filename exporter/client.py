@@ -1,0 +1,185 @@
+"""Pages through ``GET /v1/{project_id}/asset/editing/tasks``: retries, concurrency, deadline.
+
+The first page tells the ``total``; the rest are fetched concurrently, at most ``concurrency`` at a
+time and under the request-rate limit, and handed to the caller in the order they arrive. At most
+``concurrency`` pages are held at once, so memory does not grow with the number of tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import httpx
+
+from exporter.api_metrics import ApiRequestStats
+from exporter.config import ApiSettings
+from exporter.errors import (
+    ApiError,
+    BadResponseError,
+    DeadlineExceeded,
+    NetworkError,
+    RequestTimeout,
+    ThrottledError,
+    classify_response,
+    is_retryable,
+)
+from exporter.tasks import InvalidTask, Task, parse_task
+from exporter.throttle import RateLimiter
+
+log = logging.getLogger(__name__)
+
+OPERATION = "list_editing_tasks"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    offset: int
+    total: int
+    tasks: list[Task]
+    invalid: int  # records on this page skipped as malformed
+
+
+class VodClient:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        http: httpx.Client,
+        stats: ApiRequestStats,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._settings = settings
+        self._http = http
+        self._stats = stats
+        self._clock = clock
+        self._jitter = jitter
+        self._limiter = limiter or RateLimiter(settings.rate_limit, settings.concurrency, clock=clock)
+        self._url = f"{settings.endpoint}/v1/{settings.project_id}/asset/editing/tasks"
+        self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="vod-page")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def iter_pages(self, deadline: float) -> Iterator[Page]:
+        """Every page of the listing, first page first, the rest as they arrive.
+
+        ``deadline`` is a ``clock()`` value. Raises an ``ApiError`` subclass when a page cannot be
+        had (after the retries the rules allow) or the deadline passes.
+        """
+        abandoned = threading.Event()
+        first = self._fetch_page(0, deadline, abandoned)
+        yield first
+        size = self._settings.page_size
+        offsets = iter(range(size, first.total, size))
+        pending: set[Future[Page]] = set()
+        try:
+            for offset in offsets:
+                if len(pending) >= self._settings.concurrency:
+                    yield from self._collect(pending, deadline, block_for_one=True)
+                pending.add(self._pool.submit(self._fetch_page, offset, deadline, abandoned))
+                yield from self._collect(pending, deadline, block_for_one=False)
+            while pending:
+                yield from self._collect(pending, deadline, block_for_one=True)
+        finally:
+            # Reached on error, on deadline and when the caller stops early: stop the workers'
+            # retries and drop pages not yet started.
+            abandoned.set()
+            for future in pending:
+                future.cancel()
+
+    def _collect(self, pending: set[Future[Page]], deadline: float, *, block_for_one: bool) -> Iterator[Page]:
+        timeout = max(0.0, deadline - self._clock()) if block_for_one else 0.0
+        done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        if block_for_one and not done:
+            raise DeadlineExceeded("the listing did not finish before the scrape deadline")
+        for future in done:
+            pending.discard(future)
+            yield future.result()  # re-raises the page's ApiError
+
+    def _fetch_page(self, offset: int, deadline: float, abandoned: threading.Event) -> Page:
+        attempt = 0
+        while True:
+            try:
+                return self._request_page(offset, deadline)
+            except ApiError as error:
+                if not is_retryable(error) or attempt >= self._settings.max_retries or abandoned.is_set():
+                    raise
+                throttled = isinstance(error, ThrottledError)
+                if throttled:
+                    self._limiter.throttled()
+                delay = self._backoff(attempt, throttled=throttled)
+                if self._clock() + delay >= deadline:
+                    raise  # waiting would miss the deadline; report the cause, not the clock
+                log.debug("retrying offset %d in %.2fs after %s", offset, delay, error)
+                if abandoned.wait(delay):
+                    raise
+                attempt += 1
+
+    def _backoff(self, attempt: int, *, throttled: bool) -> float:
+        if throttled:
+            # Huawei advises 2-5 s after APIGW.0308; spread replicas across that window.
+            base = self._settings.throttle_backoff
+            return base * (1.0 + 1.5 * self._jitter())
+        ceiling: float = min(self._settings.backoff_max, self._settings.backoff_base * 2.0**attempt)
+        return ceiling * (0.5 + 0.5 * self._jitter())
+
+    def _request_page(self, offset: int, deadline: float) -> Page:
+        if deadline - self._clock() <= 0:
+            raise DeadlineExceeded("the listing did not finish before the scrape deadline")
+        self._limiter.acquire(deadline)
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise DeadlineExceeded("the listing did not finish before the scrape deadline")
+        params = {"offset": str(offset), "limit": str(self._settings.page_size)}
+        started = self._clock()
+        try:
+            response = self._http.get(
+                self._url, params=params, timeout=min(self._settings.request_timeout, remaining)
+            )
+        except httpx.TimeoutException as error:
+            self._stats.observe(OPERATION, "timeout", self._clock() - started)
+            if self._clock() >= deadline:
+                raise DeadlineExceeded("the listing did not finish before the scrape deadline") from error
+            raise RequestTimeout(f"no answer within {self._settings.request_timeout:g}s") from error
+        except httpx.TransportError as error:
+            self._stats.observe(OPERATION, "network_error", self._clock() - started)
+            raise NetworkError(f"{type(error).__name__}: {error}") from error
+        self._stats.observe(OPERATION, str(response.status_code), self._clock() - started)
+        request_id = response.headers.get("X-Request-Id")
+        if response.status_code != 200:
+            raise classify_response(response.status_code, response.content, request_id)
+        self._limiter.succeeded()
+        return parse_page(offset, response.content, request_id)
+
+
+def parse_page(offset: int, body: bytes, request_id: str | None = None) -> Page:
+    """A 200 body as a ``Page``; malformed records are counted, a malformed body raises."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise BadResponseError("the body is not JSON", request_id=request_id) from None
+    if not isinstance(document, dict):
+        raise BadResponseError("the body is not a JSON object", request_id=request_id)
+    total, records = document.get("total"), document.get("tasks", [])
+    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+        raise BadResponseError(f"'total' is {total!r}, not a count", request_id=request_id)
+    if not isinstance(records, list):
+        raise BadResponseError("'tasks' is not a list", request_id=request_id)
+    tasks: list[Task] = []
+    invalid = 0
+    for record in records:
+        try:
+            tasks.append(parse_task(record))
+        except InvalidTask as error:
+            invalid += 1
+            log.debug("skipping a malformed record: %s", error)
+    return Page(offset, total, tasks, invalid)

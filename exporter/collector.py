@@ -1,0 +1,224 @@
+"""Builds the metric families from a ``StoreView``: fresh families on every ``collect()``.
+
+A sample of the exposition (one task, trimmed)::
+
+    huaweicloud_vod_up{project_id="p1"} 1.0
+    huaweicloud_vod_editing_tasks{project_id="p1",status="PROCESSING"} 1.0
+    huaweicloud_vod_editing_task_info{asset_id="a1",project_id="p1",task_id="t1"} 1.0
+    huaweicloud_vod_editing_task_progress_ratio{project_id="p1",task_id="t1"} 0.4
+    huaweicloud_vod_editing_tasks_finished_total{project_id="p1",status="SUCCEED"} 3.0
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.api_metrics import LATENCY_BUCKETS, ApiRequestStats, LatencyHistogram
+from exporter.store import DurationHistogram, StoreView
+from exporter.tasks import PROCESSING, WAITING
+
+PREFIX = "huaweicloud_vod_"
+
+# Every reason is exported from the start, so rate() and increase() see the first failure.
+SCRAPE_ERROR_REASONS = (
+    "auth",
+    "throttled",
+    "timeout",
+    "server_error",
+    "network",
+    "bad_response",
+    "inconsistent",
+)
+
+
+class VodCollector(Collector):
+    def __init__(
+        self,
+        view: Callable[[], StoreView],
+        api_stats: ApiRequestStats,
+        *,
+        min_refresh_interval: float = 0.0,
+    ) -> None:
+        self._view = view
+        self._api_stats = api_stats
+        self._min_refresh_interval = min_refresh_interval
+
+    def describe(self) -> Iterable[Metric]:
+        # Without describe(), registering would call collect() and so the API.
+        return list(_Families(self._min_refresh_interval).all())
+
+    def collect(self) -> Iterable[Metric]:
+        families = _Families(self._min_refresh_interval)
+        view = self._view()
+        families.fill_health(view, self._api_stats)
+        families.fill_events(view)
+        if view.snapshot is not None:
+            families.fill_snapshot(view)
+            families.fill_tasks(view, now=view.snapshot.taken_at)
+        return list(families.present())
+
+
+def _gauge(name: str, documentation: str, labels: Sequence[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, documentation, labels=labels)
+
+
+class _Families:
+    """The families of one exposition; each ``fill_*`` adds one group's samples."""
+
+    def __init__(self, min_refresh_interval: float) -> None:
+        shared = (
+            f" Scrapes within {min_refresh_interval:g}s of a listing are served that listing."
+            if min_refresh_interval > 0
+            else " Overlapping scrapes share one listing."
+        )
+        p, pt = ("project_id",), ("project_id", "task_id")
+        self.build_info = GaugeMetricFamily(
+            "huaweicloud_vod_exporter_build_info",
+            "vod-exporter's version, always 1.",
+            labels=("version", "python_version"),
+        )
+        self.up = _gauge("up", "1 if the last listing read every page and made sense, else 0." + shared, p)
+        self.duration = _gauge("scrape_duration_seconds", "Time the last listing took.", p)
+        self.last_success = _gauge(
+            "last_success_timestamp_seconds", "When a listing last succeeded (0: never yet).", p
+        )
+        self.errors = CounterMetricFamily(
+            PREFIX + "scrape_errors", "Failed listings by reason.", labels=("project_id", "reason")
+        )
+        self.requests = CounterMetricFamily(
+            PREFIX + "api_requests",
+            "HTTP requests made to the API, by HTTP status or network_error/timeout: the quota bill.",
+            labels=("operation", "code"),
+        )
+        self.latency = HistogramMetricFamily(
+            PREFIX + "api_request_duration_seconds", "API request latency.", labels=("operation",)
+        )
+        self.tasks = _gauge(
+            "editing_tasks", "Editing tasks per status in the last listing.", ("project_id", "status")
+        )
+        self.reported = _gauge("editing_tasks_reported", "The API's own total in the last listing.", p)
+        self.invalid = _gauge("editing_tasks_invalid", "Records skipped as malformed in the last listing.", p)
+        self.oldest = _gauge(
+            "editing_oldest_task_created_timestamp_seconds",
+            "Oldest create_time among WAITING and among PROCESSING tasks.",
+            ("project_id", "status"),
+        )
+        self.dropped = _gauge(
+            "editing_task_series_dropped",
+            "Tasks that qualified for per-task series but were left out by --tasks.max-series.",
+            p,
+        )
+        self.info = _gauge(
+            "editing_task_info", "An editing task, always 1.", ("project_id", "task_id", "asset_id")
+        )
+        self.status = _gauge(
+            "editing_task_status", "1 for the task's current status.", ("project_id", "task_id", "status")
+        )
+        self.progress = _gauge("editing_task_progress_ratio", "Task progress, 0 to 1.", pt)
+        self.created = _gauge("editing_task_created_timestamp_seconds", "The task's create_time.", pt)
+        self.ended = _gauge("editing_task_ended_timestamp_seconds", "The task's end_time, once set.", pt)
+        self.task_duration = _gauge(
+            "editing_task_duration_seconds", "end_time - create_time; while open, now - create_time.", pt
+        )
+        self.created_total = CounterMetricFamily(
+            PREFIX + "editing_tasks_created",
+            "Tasks first seen that were created after the exporter started.",
+            labels=p,
+        )
+        self.finished_total = CounterMetricFamily(
+            PREFIX + "editing_tasks_finished",
+            "Tasks seen reaching SUCCEED/FAILED/CANCEL while the exporter watched, each counted once.",
+            labels=("project_id", "status"),
+        )
+        self.finished_duration = HistogramMetricFamily(
+            PREFIX + "editing_finished_task_duration_seconds",
+            "end_time - create_time of the tasks counted in editing_tasks_finished_total.",
+            labels=("project_id", "status"),
+        )
+
+    def all(self) -> Iterator[Metric]:
+        for value in vars(self).values():
+            if isinstance(value, Metric):
+                yield value
+
+    def present(self) -> Iterator[Metric]:
+        return (family for family in self.all() if family.samples)
+
+    def fill_health(self, view: StoreView, api_stats: ApiRequestStats) -> None:
+        p = [view.project_id]
+        self.build_info.add_metric([__version__, platform.python_version()], 1)
+        self.up.add_metric(p, 1 if view.up else 0)
+        if view.scrape_duration is not None:
+            self.duration.add_metric(p, view.scrape_duration)
+        self.last_success.add_metric(p, view.last_success or 0)
+        for reason in _with_extra(SCRAPE_ERROR_REASONS, view.errors):
+            self.errors.add_metric([view.project_id, reason], view.errors.get(reason, 0))
+        for (operation, code), count in sorted(api_stats.requests().items()):
+            self.requests.add_metric([operation, code], count)
+        for operation, histogram in sorted(api_stats.latencies().items()):
+            self.latency.add_metric([operation], *_cumulative(LATENCY_BUCKETS, histogram))
+
+    def fill_events(self, view: StoreView) -> None:
+        self.created_total.add_metric([view.project_id], view.created_total)
+        for status, count in sorted(view.finished_total.items()):
+            self.finished_total.add_metric([view.project_id, status], count)
+        for status, histogram in sorted(view.finished_durations.items()):
+            self.finished_duration.add_metric(
+                [view.project_id, status], *_cumulative(histogram.buckets, histogram)
+            )
+
+    def fill_snapshot(self, view: StoreView) -> None:
+        snapshot = view.snapshot
+        assert snapshot is not None
+        p = [view.project_id]
+        for status, count in sorted(snapshot.counts.items()):
+            self.tasks.add_metric([view.project_id, status], count)
+        self.reported.add_metric(p, snapshot.reported_total)
+        self.invalid.add_metric(p, snapshot.invalid)
+        for status in (WAITING, PROCESSING):
+            if status in snapshot.oldest_created:
+                self.oldest.add_metric([view.project_id, status], snapshot.oldest_created[status])
+        self.dropped.add_metric(p, snapshot.series_dropped)
+
+    def fill_tasks(self, view: StoreView, now: float) -> None:
+        assert view.snapshot is not None
+        project = view.project_id
+        for task in view.snapshot.series_tasks:
+            labels = [project, task.task_id]
+            self.info.add_metric([project, task.task_id, task.asset_id], 1)
+            self.status.add_metric([project, task.task_id, task.status], 1)
+            self.progress.add_metric(labels, task.progress / 100)
+            self.created.add_metric(labels, task.created)
+            if task.ended is not None:
+                self.ended.add_metric(labels, task.ended)
+            self.task_duration.add_metric(labels, task.duration(now))
+
+
+def _with_extra(known: Sequence[str], seen: Mapping[str, int]) -> list[str]:
+    return list(known) + sorted(set(seen) - set(known))
+
+
+def _cumulative(
+    bounds: Sequence[float], histogram: LatencyHistogram | DurationHistogram
+) -> tuple[list[tuple[str, float]], float]:
+    running = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip([*bounds, float("inf")], histogram.bucket_counts, strict=True):
+        running += count
+        buckets.append(("+Inf" if bound == float("inf") else _float_text(bound), running))
+    return buckets, histogram.total
+
+
+def _float_text(value: float) -> str:
+    # Prometheus' own client writes le="10.0"; keep that form so dashboards match across exporters.
+    return repr(float(value))

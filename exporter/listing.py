@@ -1,0 +1,97 @@
+"""Runs listings: one at a time, shared by overlapping scrapes, optionally reused for a while.
+
+Two Prometheus replicas scraping the same exporter, or a slow listing overlapped by the next
+scrape, must not double the API bill: a scrape that arrives while a listing is in flight waits for
+that listing instead of starting its own. With ``min_refresh_interval`` set, a scrape that comes
+sooner than that after the last listing is served the last listing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from exporter.client import VodClient
+from exporter.errors import ListingFailed
+from exporter.store import TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class ListingCoordinator:
+    def __init__(
+        self,
+        client: VodClient,
+        store: TaskStore,
+        *,
+        min_refresh_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._min_refresh_interval = min_refresh_interval
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._in_flight: threading.Event | None = None
+        self._last_finished: float | None = None
+        self.listings = 0  # listings started, for tests and the debug log
+
+    def refresh(self, deadline: float) -> None:
+        """Make the store current: run a listing, join the one in flight, or reuse a recent one.
+
+        Returns by ``deadline`` (a ``clock()`` value) at the latest; a listing that is joined and
+        outlives the deadline goes on, and this scrape is served what the store holds.
+        """
+        with self._lock:
+            recent = (
+                self._last_finished is not None
+                and self._clock() - self._last_finished < self._min_refresh_interval
+            )
+            if recent:
+                return
+            in_flight = self._in_flight
+            if in_flight is None:
+                self._in_flight = threading.Event()
+                self.listings += 1
+        if in_flight is not None:
+            in_flight.wait(timeout=max(0.0, deadline - self._clock()))
+            return
+        try:
+            self._run(deadline)
+        finally:
+            with self._lock:
+                done, self._in_flight = self._in_flight, None
+                self._last_finished = self._clock()
+            assert done is not None
+            done.set()
+
+    def _run(self, deadline: float) -> None:
+        started = self._clock()
+        builder = self._store.start_listing(self._wall_clock())
+        try:
+            for page in self._client.iter_pages(deadline):
+                builder.add(page)
+            snapshot = builder.finish()
+        except ListingFailed as error:
+            elapsed = self._clock() - started
+            self._store.record_failure(error.reason, elapsed, str(error))
+            log.warning("listing failed after %.2fs: reason=%s %s", elapsed, error.reason, error)
+            return
+        except Exception:
+            # A defect of ours, not the API's: keep serving (up 0, counted) and leave the traceback
+            # in the log, rather than turning every scrape into an HTTP 500.
+            self._store.record_failure("bad_response", self._clock() - started, "unexpected error")
+            log.exception("listing failed on an unexpected error")
+            return
+        elapsed = self._clock() - started
+        self._store.record_success(builder, snapshot, elapsed)
+        log.debug(
+            "listing done in %.2fs: %d tasks, %d per-task series",
+            elapsed,
+            snapshot.reported_total,
+            len(snapshot.series_tasks),
+        )

@@ -1,0 +1,281 @@
+"""What the exporter knows: the last listing's aggregates and the events seen while watching.
+
+``ListingBuilder`` folds pages into aggregates as they arrive and keeps only the bounded set of
+tasks that get per-task series. ``FinishedTaskTracker`` turns successive listings into events
+(created, finished) that are each counted once. ``TaskStore`` holds both, plus the listing health,
+and hands the collector an immutable ``StoreView``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from exporter.client import Page
+from exporter.config import SeriesSettings
+from exporter.errors import InconsistentListing
+from exporter.tasks import FINISHED_STATUSES, KNOWN_STATUSES, PROCESSING, WAITING, Task
+
+OLDEST_TRACKED_STATUSES = (WAITING, PROCESSING)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One complete, consistent listing."""
+
+    taken_at: float  # wall-clock seconds, the moment per-task durations are measured to
+    counts: Mapping[str, int]  # tasks per status; every known status present
+    reported_total: int
+    invalid: int
+    oldest_created: Mapping[str, float]  # WAITING/PROCESSING -> oldest create_time, when any
+    series_tasks: tuple[Task, ...]  # the tasks that get per-task series
+    series_dropped: int  # tasks that qualified for per-task series but were left out by the cap
+
+
+class FinishedTaskTracker:
+    """Counts each task's creation and end once, from successive listings, in bounded memory.
+
+    Only what happens while the exporter watches is counted: a task counts as finished when it
+    was seen open in the previous listing, or when it was created after the exporter started (it
+    may have come and gone between two listings, or shown up late). Remembered are the open
+    tasks (real, bounded state) and the counted tasks whose ``end_time`` is within ``retention``;
+    a task older than that can no longer qualify, so it is forgotten.
+    """
+
+    def __init__(self, started_at: float, retention: float) -> None:
+        self._started_at = started_at
+        self._retention = retention
+        self._open: set[str] = set()
+        self._finished: dict[str, float] = {}  # task_id -> when it may be forgotten
+
+    @property
+    def remembered(self) -> int:
+        return len(self._open) + len(self._finished)
+
+    def begin(self, now: float) -> TrackerPass:
+        return TrackerPass(self, now)
+
+    def _apply(self, tracker_pass: TrackerPass) -> None:
+        now = tracker_pass.now
+        self._open = tracker_pass.open_ids
+        self._finished.update(tracker_pass.finished)
+        expired = [task_id for task_id, forget_at in self._finished.items() if forget_at < now]
+        for task_id in expired:
+            del self._finished[task_id]
+
+
+@dataclass
+class TrackerPass:
+    """What one listing adds to the tracker; applied only if the listing succeeds."""
+
+    tracker: FinishedTaskTracker
+    now: float
+    open_ids: set[str] = field(default_factory=set)
+    finished: dict[str, float] = field(default_factory=dict)
+    created: int = 0
+    ended: list[Task] = field(default_factory=list)  # counted as finished in this pass
+
+    def observe(self, task: Task) -> None:
+        tracker = self.tracker
+        task_id = task.task_id
+        if task.status in FINISHED_STATUSES:
+            if task_id in tracker._finished:
+                return
+            ended = task.ended if task.ended is not None else self.now
+            forget_at = ended + tracker._retention
+            was_open = task_id in tracker._open
+            created_while_watching = task.created >= tracker._started_at and forget_at >= self.now
+            if was_open or created_while_watching:
+                self.ended.append(task)
+                self.finished[task_id] = max(forget_at, self.now)
+                if not was_open:
+                    self.created += 1  # came and went between two listings
+        elif task.is_open:
+            self.open_ids.add(task_id)
+            if task_id not in tracker._open and task.created >= tracker._started_at:
+                self.created += 1
+
+
+class ListingBuilder:
+    """Folds pages into a ``Snapshot`` as they arrive."""
+
+    def __init__(self, settings: SeriesSettings, now: float, tracker_pass: TrackerPass) -> None:
+        self._settings = settings
+        self._now = now
+        self._tracker_pass = tracker_pass
+        self._counts: Counter[str] = Counter({status: 0 for status in KNOWN_STATUSES})
+        self._seen: set[int] = set()  # hashes, not ids: a listing of 100k tasks costs ~4 MB, not ~12
+        self._duplicates = 0
+        self._invalid = 0
+        self._totals: set[int] = set()
+        self._oldest: dict[str, float] = {}
+        self._candidates = 0
+        self._heap: list[tuple[int, float, int, Task]] = []
+        self._order = itertools.count()
+        self._finished_cutoff = now - settings.max_finished_age
+
+    def add(self, page: Page) -> None:
+        self._totals.add(page.total)
+        self._invalid += page.invalid
+        for task in page.tasks:
+            key = hash(task.task_id)
+            if key in self._seen:
+                self._duplicates += 1
+                continue
+            self._seen.add(key)
+            self._fold(task)
+
+    def _fold(self, task: Task) -> None:
+        status = task.status
+        self._counts[status] += 1
+        if status in OLDEST_TRACKED_STATUSES:
+            oldest = self._oldest.get(status)
+            if oldest is None or task.created < oldest:
+                self._oldest[status] = task.created
+        self._tracker_pass.observe(task)
+        if not self._settings.enabled:
+            return
+        is_open = task.is_open
+        if not is_open and (task.ended is None or task.ended < self._finished_cutoff):
+            return
+        self._candidates += 1
+        # Higher keys win a place: open tasks before finished ones; among open tasks the oldest
+        # (the likeliest to be stuck), among finished ones the most recently ended.
+        priority = (1, -task.created) if is_open else (0, task.ended or 0.0)
+        entry = (priority[0], priority[1], next(self._order), task)
+        if len(self._heap) < self._settings.max_series:
+            heapq.heappush(self._heap, entry)
+        elif self._heap and entry[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, entry)
+
+    def finish(self) -> Snapshot:
+        """The snapshot, or ``InconsistentListing`` when the pages do not add up."""
+        distinct = len(self._seen) + self._invalid
+        if len(self._totals) > 1:
+            raise InconsistentListing(
+                f"the API's total changed while paging ({min(self._totals)} to {max(self._totals)})"
+            )
+        reported = next(iter(self._totals), 0)
+        if distinct != reported:
+            raise InconsistentListing(
+                f"read {distinct} distinct tasks ({self._duplicates} repeated) "
+                f"but the API reports {reported}: tasks changed while paging"
+            )
+        series = tuple(entry[3] for entry in sorted(self._heap, reverse=True))
+        return Snapshot(
+            taken_at=self._now,
+            counts=dict(self._counts),
+            reported_total=reported,
+            invalid=self._invalid,
+            oldest_created=dict(self._oldest),
+            series_tasks=series,
+            series_dropped=self._candidates - len(series),
+        )
+
+    @property
+    def tracker_pass(self) -> TrackerPass:
+        return self._tracker_pass
+
+
+@dataclass(frozen=True)
+class DurationHistogram:
+    buckets: tuple[float, ...]
+    bucket_counts: tuple[int, ...]  # per bucket, not cumulative; the last one is +Inf
+    total: float
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """Everything the collector renders, copied under the store's lock."""
+
+    project_id: str
+    up: bool
+    scrape_duration: float | None
+    last_success: float | None
+    errors: Mapping[str, int]
+    last_error: tuple[str, str] | None  # (reason, detail) of the last listing, if it failed
+    snapshot: Snapshot | None  # None unless the last listing succeeded
+    created_total: int
+    finished_total: Mapping[str, int]
+    finished_durations: Mapping[str, DurationHistogram]
+
+
+class TaskStore:
+    def __init__(self, project_id: str, settings: SeriesSettings, started_at: float) -> None:
+        self._project_id = project_id
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._tracker = FinishedTaskTracker(started_at, settings.tracker_retention)
+        self._snapshot: Snapshot | None = None
+        self._up = False
+        self._duration: float | None = None
+        self._last_success: float | None = None
+        self._errors: Counter[str] = Counter()
+        self._last_error: tuple[str, str] | None = None
+        self._created = 0
+        self._finished: Counter[str] = Counter({status: 0 for status in sorted(FINISHED_STATUSES)})
+        self._bucket_counts = {
+            status: [0] * (len(settings.duration_buckets) + 1) for status in sorted(FINISHED_STATUSES)
+        }
+        self._duration_sums = dict.fromkeys(sorted(FINISHED_STATUSES), 0.0)
+
+    @property
+    def tracker(self) -> FinishedTaskTracker:
+        return self._tracker
+
+    def start_listing(self, now: float) -> ListingBuilder:
+        return ListingBuilder(self._settings, now, self._tracker.begin(now))
+
+    def record_success(self, builder: ListingBuilder, snapshot: Snapshot, duration: float) -> None:
+        tracker_pass = builder.tracker_pass
+        with self._lock:
+            self._tracker._apply(tracker_pass)
+            self._created += tracker_pass.created
+            for task in tracker_pass.ended:
+                self._finished[task.status] += 1
+                if task.ended is not None and task.ended >= task.created:
+                    self._observe_duration(task.status, task.ended - task.created)
+            self._snapshot = snapshot
+            self._last_error = None
+            self._up = True
+            self._duration = duration
+            self._last_success = snapshot.taken_at
+
+    def record_failure(self, reason: str, duration: float, detail: str = "") -> None:
+        with self._lock:
+            self._snapshot = None
+            self._last_error = (reason, detail)
+            self._up = False
+            self._duration = duration
+            self._errors[reason] += 1
+
+    def _observe_duration(self, status: str, seconds: float) -> None:
+        index = bisect.bisect_left(self._settings.duration_buckets, seconds)
+        self._bucket_counts.setdefault(status, [0] * (len(self._settings.duration_buckets) + 1))
+        self._bucket_counts[status][index] += 1
+        self._duration_sums[status] = self._duration_sums.get(status, 0.0) + seconds
+
+    def view(self) -> StoreView:
+        with self._lock:
+            return StoreView(
+                project_id=self._project_id,
+                up=self._up,
+                scrape_duration=self._duration,
+                last_success=self._last_success,
+                errors=dict(self._errors),
+                last_error=self._last_error,
+                snapshot=self._snapshot,
+                created_total=self._created,
+                finished_total=dict(self._finished),
+                finished_durations={
+                    status: DurationHistogram(
+                        self._settings.duration_buckets, tuple(counts), self._duration_sums[status]
+                    )
+                    for status, counts in self._bucket_counts.items()
+                },
+            )

@@ -1,0 +1,305 @@
+"""The client over respx: paging, error classes, retry rules (counted in calls), deadline, concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import respx
+
+from exporter.api_metrics import ApiRequestStats
+from exporter.client import VodClient, parse_page
+from exporter.config import ApiSettings
+from exporter.errors import (
+    ApiError,
+    AuthError,
+    BadResponseError,
+    DeadlineExceeded,
+    NetworkError,
+    RequestTimeout,
+    ServerError,
+    ThrottledError,
+)
+from tests.conftest import TASKS_URL, body, error_body, record
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client() as client:
+        yield client
+
+
+def make_client(settings: ApiSettings, http: httpx.Client) -> tuple[VodClient, ApiRequestStats]:
+    stats = ApiRequestStats()
+    return VodClient(settings, http, stats), stats
+
+
+def serve_listing(mock: respx.MockRouter, count: int) -> respx.Route:
+    records = [record(i) for i in range(count)]
+
+    def page(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        limit = int(request.url.params["limit"])
+        return httpx.Response(200, content=body(records[offset : offset + limit], total=count))
+
+    return mock.get(TASKS_URL).mock(side_effect=page)
+
+
+def far_deadline() -> float:
+    return time.monotonic() + 60
+
+
+@pytest.mark.parametrize(("count", "calls"), [(0, 1), (1, 1), (100, 1), (101, 2), (10_050, 101)])
+def test_pages_through_every_task_with_one_call_per_page(
+    api_settings: ApiSettings, http: httpx.Client, count: int, calls: int
+) -> None:
+    client, stats = make_client(api_settings, http)
+    with respx.mock(assert_all_called=False) as mock:
+        route = serve_listing(mock, count)
+        pages = list(client.iter_pages(far_deadline()))
+    ids = [task.task_id for page in pages for task in page.tasks]
+    assert len(ids) == count and len(set(ids)) == count
+    assert route.call_count == calls
+    assert sorted(int(call.request.url.params["offset"]) for call in route.calls) == list(
+        range(0, calls * 100, 100)
+    )
+    assert all(call.request.url.params["limit"] == "100" for call in route.calls)
+    assert stats.requests() == {("list_editing_tasks", "200"): calls}
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "content", "error_class", "code"),
+    [
+        (400, error_body("VOD.10053", "invalid limit"), BadResponseError, "VOD.10053"),
+        (401, error_body("APIGW.0301", "Incorrect IAM authentication information"), AuthError, "APIGW.0301"),
+        (401, error_body("APIGW.0307", "The token has expired"), AuthError, "APIGW.0307"),
+        (403, error_body("APIGW.0302", "The IAM user is forbidden"), AuthError, "APIGW.0302"),
+        (403, error_body("APIG.0310", "forbidden"), AuthError, "APIG.0310"),
+        (404, b"not json", BadResponseError, None),
+        (
+            429,
+            error_body("APIGW.0308", "The throttling threshold has been reached"),
+            ThrottledError,
+            "APIGW.0308",
+        ),
+        (500, error_body("APIGW.0601", "internal error"), ServerError, "APIGW.0601"),
+        (503, error_body("APIG.0613", "backend unavailable"), ServerError, "APIG.0613"),
+        (502, b"<html>bad gateway</html>", ServerError, None),
+    ],
+)
+def test_error_answers_become_typed_errors_with_code_and_request_id(
+    api_settings: ApiSettings,
+    http: httpx.Client,
+    status: int,
+    content: bytes,
+    error_class: type[ApiError],
+    code: str | None,
+) -> None:
+    settings = ApiSettings(**{**api_settings.__dict__, "max_retries": 0})
+    client, stats = make_client(settings, http)
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).respond(status, content=content, headers={"X-Request-Id": "rid-42"})
+        with pytest.raises(error_class) as caught:
+            list(client.iter_pages(far_deadline()))
+    assert caught.value.error_code == code
+    assert caught.value.status == status
+    assert caught.value.request_id == "rid-42"
+    assert "rid-42" in str(caught.value)
+    assert stats.requests() == {("list_editing_tasks", str(status)): 1}
+
+
+def test_request_id_falls_back_to_the_body(api_settings: ApiSettings, http: httpx.Client) -> None:
+    client, _ = make_client(api_settings, http)
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).respond(400, content=error_body("VOD.10053", "bad", request_id="from-body"))
+        with pytest.raises(BadResponseError) as caught:
+            list(client.iter_pages(far_deadline()))
+    assert caught.value.request_id == "from-body"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_client_errors_are_never_retried(api_settings: ApiSettings, http: httpx.Client, status: int) -> None:
+    client, _ = make_client(api_settings, http)
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).respond(status, content=error_body("APIGW.0301", "no"))
+        with pytest.raises(ApiError):
+            list(client.iter_pages(far_deadline()))
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.Response(429, content=error_body("APIGW.0308", "throttled")),
+        httpx.Response(500, content=error_body("APIGW.0601", "oops")),
+        httpx.Response(503, content=error_body("APIGW.0613", "unavailable")),
+        httpx.ConnectError("connection refused"),
+        httpx.ReadError("connection reset by peer"),
+        httpx.ReadTimeout("timed out"),
+    ],
+)
+def test_transient_failures_are_retried(
+    api_settings: ApiSettings, http: httpx.Client, failure: httpx.Response | Exception
+) -> None:
+    client, _ = make_client(api_settings, http)
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).mock(
+            side_effect=[failure, httpx.Response(200, content=body([record(1)]))]
+        )
+        pages = list(client.iter_pages(far_deadline()))
+    assert route.call_count == 2
+    assert [t.task_id for t in pages[0].tasks] == ["task-000001"]
+
+
+@pytest.mark.parametrize(
+    ("failure", "error_class", "code"),
+    [
+        (httpx.Response(500), ServerError, "500"),
+        (httpx.ConnectError("refused"), NetworkError, "network_error"),
+        (httpx.ReadTimeout("slow"), RequestTimeout, "timeout"),
+    ],
+)
+def test_retries_stop_after_the_configured_number(
+    api_settings: ApiSettings,
+    http: httpx.Client,
+    failure: httpx.Response | Exception,
+    error_class: type[ApiError],
+    code: str,
+) -> None:
+    client, stats = make_client(api_settings, http)  # max_retries=3
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).mock(side_effect=[failure] * 10)
+        with pytest.raises(error_class):
+            list(client.iter_pages(far_deadline()))
+    assert route.call_count == 4
+    assert stats.requests() == {("list_editing_tasks", code): 4}
+
+
+def test_a_429_halves_the_request_rate(http: httpx.Client) -> None:
+    settings = ApiSettings(
+        endpoint="https://vod.cn-north-4.myhuaweicloud.com",
+        project_id="0123456789abcdef0123456789abcdef",
+        rate_limit=8,
+        throttle_backoff=0.001,
+    )
+    client, _ = make_client(settings, http)
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).mock(
+            side_effect=[
+                httpx.Response(429, content=error_body("APIGW.0308", "x")),
+                httpx.Response(200, content=body([])),
+            ]
+        )
+        list(client.iter_pages(far_deadline()))
+    assert client._limiter.rate < 8
+
+
+def test_backoff_that_would_pass_the_deadline_reports_the_cause(http: httpx.Client) -> None:
+    settings = ApiSettings(
+        endpoint="https://vod.cn-north-4.myhuaweicloud.com",
+        project_id="0123456789abcdef0123456789abcdef",
+        rate_limit=0,
+        throttle_backoff=30,
+    )
+    client, _ = make_client(settings, http)
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).respond(429, content=error_body("APIGW.0308", "throttled"))
+        with pytest.raises(ThrottledError):
+            list(client.iter_pages(time.monotonic() + 5))
+    assert route.call_count == 1
+
+
+def test_deadline_ends_the_listing_in_time(api_settings: ApiSettings, http: httpx.Client) -> None:
+    release = threading.Event()
+    records = [record(i) for i in range(300)]
+
+    def page(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        if offset > 0:
+            release.wait(10)  # later pages hang until the test is over
+        return httpx.Response(200, content=body(records[offset : offset + 100], total=300))
+
+    client, _ = make_client(api_settings, http)
+    try:
+        with respx.mock() as mock:
+            mock.get(TASKS_URL).mock(side_effect=page)
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                list(client.iter_pages(started + 0.3))
+            assert time.monotonic() - started < 5
+    finally:
+        release.set()
+        client.close()
+
+
+def test_pages_after_the_first_are_fetched_concurrently_within_the_bound(http: httpx.Client) -> None:
+    settings = ApiSettings(
+        endpoint="https://vod.cn-north-4.myhuaweicloud.com",
+        project_id="0123456789abcdef0123456789abcdef",
+        rate_limit=0,
+        concurrency=4,
+    )
+    records = [record(i) for i in range(1_000)]
+    # Four requests can only all reach the barrier if four run at once.
+    barrier = threading.Barrier(4, timeout=10)
+    lock = threading.Lock()
+    in_flight = peak = 0
+
+    def page(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        offset = int(request.url.params["offset"])
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        try:
+            if 0 < offset <= 400:
+                barrier.wait()
+            return httpx.Response(200, content=body(records[offset : offset + 100], total=1_000))
+        finally:
+            with lock:
+                in_flight -= 1
+
+    client, _ = make_client(settings, http)
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).mock(side_effect=page)
+        pages = list(client.iter_pages(far_deadline()))
+    assert sum(len(p.tasks) for p in pages) == 1_000
+    assert peak == 4
+    client.close()
+
+
+def test_parse_page_counts_malformed_records_and_keeps_the_rest() -> None:
+    page = parse_page(0, body([record(1), {"task_id": "x"}, "junk", record(2)], total=4))
+    assert [t.task_id for t in page.tasks] == ["task-000001", "task-000002"]
+    assert page.invalid == 2 and page.total == 4
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"tasks": []}',
+        b'{"total": -1, "tasks": []}',
+        b'{"total": "3", "tasks": []}',
+        b'{"total": true, "tasks": []}',
+        b'{"total": 1, "tasks": {}}',
+    ],
+)
+def test_parse_page_rejects_a_malformed_body(content: bytes) -> None:
+    with pytest.raises(BadResponseError):
+        parse_page(0, content)
+
+
+def test_a_malformed_body_is_not_retried(api_settings: ApiSettings, http: httpx.Client) -> None:
+    client, _ = make_client(api_settings, http)
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).respond(200, content=b"{truncated")
+        with pytest.raises(BadResponseError):
+            list(client.iter_pages(far_deadline()))
+    assert route.call_count == 1

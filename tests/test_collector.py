@@ -1,0 +1,130 @@
+"""The full exposition for a fixed task set and a fixed clock, against golden files.
+
+Rendering through ``generate_latest`` catches what family objects alone do not (names, suffixes,
+label escaping). To accept a deliberate change: ``UPDATE_GOLDEN=1 pytest tests/test_collector.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from exporter.api_metrics import ApiRequestStats
+from exporter.client import parse_page
+from exporter.collector import VodCollector
+from exporter.config import SeriesSettings
+from exporter.store import TaskStore
+from exporter.tasks import parse_timestamp
+from tests.conftest import body, record
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = parse_timestamp("2026-11-28T10:00:00Z")
+START = parse_timestamp("2026-11-28T09:00:00Z")
+
+
+def fixed_store() -> TaskStore:
+    store = TaskStore("p1", SeriesSettings(max_series=4), started_at=START)
+    first = [
+        record(1, "WAITING", create_time="2026-11-28T09:50:00Z"),
+        record(2, "PROCESSING", progress=40, create_time="2026-11-28T09:40:00Z"),
+        record(3, "PROCESSING", progress=90, create_time="2026-11-28T09:45:00Z"),
+        record(4, "SUCCEED", create_time="2026-11-28T08:00:00Z", end_time="2026-11-28T08:10:00Z"),
+        record(5, "RE-QUEUED", create_time="2026-11-28T09:55:00Z", end_time=None),
+        {"task_id": "bad", "status": "WAITING", "progress": 500, "create_time": "2026-11-28T09:00:00Z"},
+    ]
+    second = [
+        record(1, "PROCESSING", progress=10, create_time="2026-11-28T09:50:00Z"),
+        record(2, "SUCCEED", create_time="2026-11-28T09:40:00Z", end_time="2026-11-28T09:58:00Z"),
+        record(3, "FAILED", progress=90, create_time="2026-11-28T09:45:00Z", end_time="2026-11-28T09:59:00Z"),
+        record(4, "SUCCEED", create_time="2026-11-28T08:00:00Z", end_time="2026-11-28T08:10:00Z"),
+        record(5, "RE-QUEUED", create_time="2026-11-28T09:55:00Z", end_time=None),
+        record(6, "WAITING", create_time="2026-11-28T09:59:30Z", asset_id='odd "asset"\\name'),
+        {"task_id": "bad", "status": "WAITING", "progress": 500, "create_time": "2026-11-28T09:00:00Z"},
+    ]
+    for now, records in ((NOW - 60, first), (NOW, second)):
+        builder = store.start_listing(now)
+        builder.add(parse_page(0, body(records)))
+        store.record_success(builder, builder.finish(), 0.25)
+    store.record_failure("throttled", 1.5, "HTTP 429")
+    builder = store.start_listing(NOW)
+    builder.add(parse_page(0, body(second)))
+    store.record_success(builder, builder.finish(), 0.5)
+    return store
+
+
+def fixed_registry() -> CollectorRegistry:
+    stats = ApiRequestStats()
+    for code, seconds in (("200", 0.04), ("200", 0.2), ("429", 0.01)):
+        stats.observe("list_editing_tasks", code, seconds)
+    stats.observe("iam_token", "201", 0.3)
+    registry = CollectorRegistry()
+    registry.register(VodCollector(fixed_store().view, stats))
+    return registry
+
+
+def normalise(text: str) -> str:
+    return re.sub(r'python_version="[^"]*"', 'python_version="X"', text)
+
+
+@pytest.mark.parametrize(
+    ("name", "render"),
+    [("exposition.prom", generate_latest), ("exposition.openmetrics", generate_openmetrics)],
+)
+def test_exposition_matches_golden(name: str, render: object) -> None:
+    text = normalise(render(fixed_registry()).decode())  # type: ignore[operator]
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_failed_listing_publishes_health_and_events_but_no_snapshot() -> None:
+    store = TaskStore("p1", SeriesSettings(), started_at=START)
+    store.record_failure("auth", 0.1, "HTTP 401")
+    registry = CollectorRegistry()
+    registry.register(VodCollector(store.view, ApiRequestStats()))
+    text = generate_latest(registry).decode()
+    assert 'huaweicloud_vod_up{project_id="p1"} 0.0' in text
+    assert 'huaweicloud_vod_scrape_errors_total{project_id="p1",reason="auth"} 1.0' in text
+    assert 'huaweicloud_vod_scrape_errors_total{project_id="p1",reason="timeout"} 0.0' in text
+    assert 'huaweicloud_vod_editing_tasks_finished_total{project_id="p1",status="SUCCEED"} 0.0' in text
+    for absent in (
+        "huaweicloud_vod_editing_tasks{",
+        "editing_tasks_reported",
+        "editing_task_info",
+        "series_dropped",
+    ):
+        assert absent not in text
+
+
+def test_describe_does_not_list() -> None:
+    calls = []
+
+    def view() -> object:
+        calls.append(1)
+        raise AssertionError("describe() must not read the store")
+
+    registry = CollectorRegistry()
+    registry.register(VodCollector(view, ApiRequestStats()))  # type: ignore[arg-type]
+    assert calls == []
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed"
+)
+def test_promtool_finds_nothing_to_lint() -> None:
+    result = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=generate_latest(fixed_registry()),
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
+    assert result.stdout.decode().strip() == "" and result.stderr.decode().strip() == ""

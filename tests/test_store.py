@@ -1,0 +1,229 @@
+"""Folding pages into aggregates, consistency, the per-task cap, and the finished-task tracker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from exporter.client import Page, parse_page
+from exporter.config import SeriesSettings
+from exporter.errors import InconsistentListing
+from exporter.store import Snapshot, TaskStore
+from exporter.tasks import parse_timestamp
+from tests.conftest import body, record
+
+NOW = parse_timestamp("2026-11-28T10:00:00Z")
+START = parse_timestamp("2026-11-28T09:58:00Z")  # the exporter started two minutes before NOW
+
+
+def page(records: Sequence[Any], total: int | None = None, offset: int = 0) -> Page:
+    return parse_page(offset, body(records, total))
+
+
+def listing(store: TaskStore, pages: Sequence[Page], now: float = NOW) -> Snapshot:
+    builder = store.start_listing(now)
+    for p in pages:
+        builder.add(p)
+    snapshot = builder.finish()
+    store.record_success(builder, snapshot, 0.1)
+    return snapshot
+
+
+def new_store(**settings: Any) -> TaskStore:
+    return TaskStore("p1", SeriesSettings(**settings), started_at=START)
+
+
+def test_counts_every_status_and_the_oldest_open_tasks() -> None:
+    snapshot = listing(
+        new_store(),
+        [
+            page(
+                [
+                    record(1, "WAITING", create_time="2026-11-28T09:10:00Z"),
+                    record(2, "WAITING", create_time="2026-11-28T09:01:00Z"),
+                    record(3, "PROCESSING", progress=40, create_time="2026-11-28T09:30:00Z"),
+                    record(4, "SUCCEED"),
+                    record(5, "PAUSED", end_time=None),
+                ],
+                total=6,
+            ),
+            page([{"task_id": "broken"}], total=6, offset=100),
+        ],
+    )
+    assert snapshot.counts == {
+        "WAITING": 2,
+        "PROCESSING": 1,
+        "SUCCEED": 1,
+        "FAILED": 0,
+        "CANCEL": 0,
+        "PAUSED": 1,
+    }
+    assert snapshot.invalid == 1 and snapshot.reported_total == 6
+    assert snapshot.oldest_created == {
+        "WAITING": parse_timestamp("2026-11-28T09:01:00Z"),
+        "PROCESSING": parse_timestamp("2026-11-28T09:30:00Z"),
+    }
+
+
+def test_duplicates_are_counted_once_and_a_short_listing_is_inconsistent() -> None:
+    builder = new_store().start_listing(NOW)
+    builder.add(page([record(1), record(2)], total=3))
+    builder.add(page([record(2)], total=3, offset=2))  # task 2 shifted onto the next page
+    with pytest.raises(InconsistentListing, match=r"read 2 distinct tasks .1 repeated. but the API reports"):
+        builder.finish()
+
+
+def test_a_total_that_changes_between_pages_is_inconsistent() -> None:
+    builder = new_store().start_listing(NOW)
+    builder.add(page([record(1)], total=2))
+    builder.add(page([record(2)], total=3, offset=1))
+    with pytest.raises(InconsistentListing, match="total changed"):
+        builder.finish()
+
+
+def test_per_task_series_keep_open_tasks_first_then_the_newest_finished() -> None:
+    records = [
+        record(1, "PROCESSING", create_time="2026-11-28T09:00:00Z"),
+        record(2, "WAITING", create_time="2026-11-28T09:50:00Z"),
+        record(3, "SUCCEED", end_time="2026-11-28T09:58:00Z"),
+        record(4, "FAILED", end_time="2026-11-28T09:30:00Z"),
+        record(5, "SUCCEED", end_time="2026-11-28T08:30:00Z"),  # older than the 1h age: never a candidate
+    ]
+    snapshot = listing(new_store(max_series=3), [page(records)])
+    assert [t.task_id for t in snapshot.series_tasks] == ["task-000001", "task-000002", "task-000003"]
+    assert snapshot.series_dropped == 1  # task 4 qualified; task 5 did not
+
+
+def test_the_cap_prefers_the_oldest_open_tasks() -> None:
+    records = [record(i, "PROCESSING", create_time=f"2026-11-28T09:{i:02d}:00Z") for i in range(10)]
+    snapshot = listing(new_store(max_series=2), [page(records)])
+    assert [t.task_id for t in snapshot.series_tasks] == ["task-000000", "task-000001"]
+    assert snapshot.series_dropped == 8
+
+
+def test_per_task_series_can_be_switched_off() -> None:
+    snapshot = listing(new_store(enabled=False), [page([record(1, "WAITING")])])
+    assert snapshot.series_tasks == () and snapshot.series_dropped == 0
+
+
+def test_memory_of_a_listing_is_bounded_by_the_cap() -> None:
+    builder = new_store(max_series=5).start_listing(NOW)
+    for offset in range(0, 2_000, 100):
+        builder.add(
+            page([record(i, "WAITING") for i in range(offset, offset + 100)], total=2_000, offset=offset)
+        )
+    assert len(builder._heap) == 5
+    assert builder.finish().series_dropped == 1_995
+
+
+# --- the finished-task tracker -------------------------------------------------------------------
+
+
+def finished(store: TaskStore) -> dict[str, int]:
+    return {k: v for k, v in store.view().finished_total.items() if v}
+
+
+def test_nothing_is_counted_at_start_up() -> None:
+    store = new_store()
+    listing(
+        store,
+        [
+            page(
+                [
+                    record(1, "SUCCEED"),
+                    record(2, "FAILED"),
+                    record(3, "PROCESSING", create_time="2026-11-28T07:00:00Z"),
+                ]
+            )
+        ],
+    )
+    view = store.view()
+    assert finished(store) == {} and view.created_total == 0
+    assert all(h.total == 0 for h in view.finished_durations.values())
+
+
+def test_a_task_seen_open_then_finished_is_counted_once_with_its_duration() -> None:
+    store = new_store()
+    listing(store, [page([record(1, "PROCESSING", create_time="2026-11-28T07:00:00Z")])])
+    done = record(1, "SUCCEED", create_time="2026-11-28T07:00:00Z", end_time="2026-11-28T07:04:00Z")
+    listing(store, [page([done])], now=NOW + 60)
+    listing(store, [page([done])], now=NOW + 120)
+    assert finished(store) == {"SUCCEED": 1}
+    histogram = store.view().finished_durations["SUCCEED"]
+    assert histogram.total == 240
+    assert histogram.bucket_counts[histogram.buckets.index(300.0)] == 1
+    assert store.view().created_total == 0  # created before the exporter started
+
+
+def test_a_task_created_and_finished_between_listings_counts_as_created_and_finished() -> None:
+    store = new_store()
+    listing(store, [page([])])
+    quick = record(7, "FAILED", create_time="2026-11-28T09:59:00Z", end_time="2026-11-28T09:59:30Z")
+    listing(store, [page([quick])], now=NOW + 30)
+    listing(store, [page([quick])], now=NOW + 60)
+    assert finished(store) == {"FAILED": 1}
+    assert store.view().created_total == 1
+
+
+def test_a_late_arrival_is_counted_once() -> None:
+    store = new_store()
+    listing(store, [page([])], now=NOW)
+    # Shows up only now, although it ended before the previous listing.
+    late = record(8, "CANCEL", create_time="2026-11-28T09:58:30Z", end_time="2026-11-28T09:59:00Z")
+    listing(store, [page([late])], now=NOW + 60)
+    listing(store, [page([late])], now=NOW + 120)
+    assert finished(store) == {"CANCEL": 1}
+
+
+def test_a_new_open_task_counts_as_created_once() -> None:
+    store = new_store()
+    fresh = record(9, "WAITING", create_time="2026-11-28T09:59:00Z")
+    listing(store, [page([fresh])])
+    listing(store, [page([fresh])], now=NOW + 60)
+    assert store.view().created_total == 1
+
+
+def test_a_negative_duration_is_counted_but_not_observed() -> None:
+    store = new_store()
+    listing(store, [page([record(1, "PROCESSING", create_time="2026-11-28T09:00:00Z")])])
+    skewed = record(1, "SUCCEED", create_time="2026-11-28T09:00:00Z", end_time="2026-11-28T08:59:00Z")
+    listing(store, [page([skewed])], now=NOW + 60)
+    assert finished(store) == {"SUCCEED": 1}
+    assert sum(store.view().finished_durations["SUCCEED"].bucket_counts) == 0
+
+
+def test_a_failed_listing_changes_no_counter_and_hides_the_snapshot() -> None:
+    store = new_store()
+    listing(store, [page([record(1, "PROCESSING", create_time="2026-11-28T09:00:00Z")])])
+    builder = store.start_listing(NOW + 60)
+    builder.add(page([record(1, "SUCCEED", create_time="2026-11-28T09:00:00Z")], total=2))
+    with pytest.raises(InconsistentListing):
+        builder.finish()
+    store.record_failure("inconsistent", 0.2, "read 1 of 2")
+    view = store.view()
+    assert view.snapshot is None and not view.up and view.errors == {"inconsistent": 1}
+    assert finished(store) == {}
+    # The task is still known as open, so the next good listing counts it.
+    listing(store, [page([record(1, "SUCCEED", create_time="2026-11-28T09:00:00Z")])], now=NOW + 120)
+    assert finished(store) == {"SUCCEED": 1}
+
+
+def stamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def test_tracker_memory_stays_bounded_by_the_retention() -> None:
+    store = new_store(tracker_retention=3600)
+    now = NOW
+    for round_ in range(48):  # two days of listings, 10 quick tasks finishing every half hour
+        now += 1800
+        batch = [
+            record(round_ * 10 + i, "SUCCEED", create_time=stamp(now - 60), end_time=stamp(now - 30))
+            for i in range(10)
+        ]
+        listing(store, [page(batch)], now=now)
+    assert finished(store) == {"SUCCEED": 480}
+    assert store.tracker.remembered <= 30  # what ended within the last hour, not all 480

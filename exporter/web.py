@@ -129,7 +129,10 @@ class ExporterServer:
     def __init__(self, app: WSGIApplication, host: str, port: int) -> None:
         server_class = _IPv6ThreadingWSGIServer if ":" in host else _ThreadingWSGIServer
         self._server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        # A short poll interval makes shutdown (SIGTERM, tests) prompt.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="http", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -1,0 +1,83 @@
+"""The HTTP surface over a real socket: endpoints, scrape deadline, gzip and OpenMetrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, Gauge
+
+from exporter.config import ScrapeSettings, WebSettings
+from exporter.web import ExporterApp, ExporterServer
+from tests.conftest import FakeClock
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.deadlines: list[float] = []
+
+    def __call__(self, deadline: float) -> None:
+        self.deadlines.append(deadline)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[str, Recorder, ExporterApp]]:
+    registry = CollectorRegistry()
+    Gauge("huaweicloud_vod_up", "test gauge", registry=registry).set(1)
+    recorder = Recorder()
+    app = ExporterApp(
+        recorder,
+        registry,
+        WebSettings(telemetry_path="/metrics"),
+        ScrapeSettings(timeout=30, timeout_offset=0.5),
+        clock=FakeClock(100.0),
+    )
+    server = ExporterServer(app, "127.0.0.1", 0)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}", recorder, app
+    finally:
+        server.stop()
+
+
+def test_metrics_refreshes_within_prometheus_timeout_less_the_offset(
+    served: tuple[str, Recorder, ExporterApp],
+) -> None:
+    url, recorder, _ = served
+    response = httpx.get(url + "/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "10"})
+    assert response.status_code == 200
+    assert "huaweicloud_vod_up 1.0" in response.text
+    assert recorder.deadlines == [100.0 + 9.5]
+
+
+@pytest.mark.parametrize(("header", "budget"), [(None, 30.0), ("120", 30.0), ("garbage", 30.0), ("0.2", 0.0)])
+def test_scrape_budget_is_capped_by_the_configured_timeout(
+    served: tuple[str, Recorder, ExporterApp], header: str | None, budget: float
+) -> None:
+    url, recorder, _ = served
+    headers = {"X-Prometheus-Scrape-Timeout-Seconds": header} if header else {}
+    httpx.get(url + "/metrics", headers=headers)
+    assert recorder.deadlines == [100.0 + budget]
+
+
+def test_gzip_and_openmetrics_are_negotiated(served: tuple[str, Recorder, ExporterApp]) -> None:
+    url, _, _ = served
+    raw = httpx.get(url + "/metrics", headers={"Accept-Encoding": "gzip"})
+    assert raw.headers["Content-Encoding"] == "gzip"
+    assert "huaweicloud_vod_up 1.0" in raw.text  # httpx decompressed it
+    om = httpx.get(url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert om.text.rstrip().endswith("# EOF")
+
+
+def test_health_readiness_landing_and_not_found(served: tuple[str, Recorder, ExporterApp]) -> None:
+    url, recorder, app = served
+    assert httpx.get(url + "/-/healthy").status_code == 200
+    assert httpx.get(url + "/-/ready").status_code == 200
+    landing = httpx.get(url + "/")
+    assert landing.status_code == 200 and 'href="/metrics"' in landing.text
+    assert httpx.get(url + "/nope").status_code == 404
+    app.shutting_down.set()
+    assert httpx.get(url + "/-/ready").status_code == 503
+    assert recorder.deadlines == []  # none of these list tasks

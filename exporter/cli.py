@@ -105,7 +105,7 @@ api_options = _compose(
         "--api.rate-limit",
         "rate_limit",
         type=float,
-        default=10.0,
+        default=20.0,
         help="Requests per second at most (0: no limit); halved after a 429.",
     ),
     option("--api.timeout", "request_timeout", default="5s", help="Timeout of one API request."),
@@ -306,6 +306,36 @@ def once(**options: Any) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@option(
+    "--web.listen-address",
+    "listen_address",
+    default="127.0.0.1:9881",
+    help="Address the exporter listens on (the simulator takes a free loopback port).",
+)
+@option("--log.level", "log_level", type=click.Choice(LEVELS), default="info", help="Log level.")
+@option("--log.format", "log_format", type=click.Choice(FORMATS), default="logfmt", help="Log format.")
+def demo(**options: Any) -> None:
+    """Run the exporter against a built-in simulated VOD API: live metrics, no cloud account."""
+    configure_logging(options["log_level"], options["log_format"])
+    host, port = parse_listen_address(options["listen_address"])
+    from exporter.demo import Demo
+
+    try:
+        running = Demo(host, port)
+    except OSError as error:
+        raise ConfigError(
+            f"--web.listen-address: cannot listen on {options['listen_address']}: {error.strerror}"
+        ) from None
+    click.echo(f"vod-exporter demo: metrics at {running.metrics_url}")
+    simulator = running.simulator
+    click.echo(f"vod-exporter demo: simulated VOD API at {simulator.url} (project {simulator.project_id})")
+    click.echo("vod-exporter demo: press Ctrl-C to stop")
+    wait_for_termination()
+    running.stop()
+    click.echo("vod-exporter demo: stopped")
+
+
 def wait_for_termination() -> None:
     """Block until SIGTERM or SIGINT."""
     stop = threading.Event()
@@ -316,6 +346,15 @@ def wait_for_termination() -> None:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     stop.wait()
+
+
+def _add_simulator() -> None:
+    from exporter.simulator.command import simulate
+
+    cli.add_command(simulate)
+
+
+_add_simulator()
 
 
 def main(argv: list[str] | None = None) -> None:

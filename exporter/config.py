@@ -105,7 +105,7 @@ class ApiSettings:
     project_id: str
     page_size: int = 100
     concurrency: int = 4
-    rate_limit: float = 10.0  # requests per second; 0 turns the limit off
+    rate_limit: float = 20.0  # requests per second; 0 turns the limit off
     request_timeout: float = 5.0
     max_retries: int = 3
     backoff_base: float = 0.25

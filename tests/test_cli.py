@@ -52,7 +52,7 @@ def test_help_documents_defaults_and_env_vars(capsys: pytest.CaptureFixture[str]
         ":9881",
         "VOD_EXPORTER_WEB_LISTEN_ADDRESS",
         "--api.rate-limit",
-        "10.0",
+        "20.0",
     ):
         assert text in out
     assert "--sk" not in out and "secret" not in out.lower()
@@ -146,3 +146,14 @@ def test_the_installed_command_starts() -> None:
         timeout=60,
     )
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+@pytest.mark.parametrize("command", ["serve", "once", "demo"])
+def test_every_option_is_documented_in_the_readme(command: str) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    from exporter.cli import cli
+
+    for param in cli.commands[command].params:
+        for flag in param.opts + param.secondary_opts:
+            if flag.startswith("--") and flag != "--help":
+                assert f"`{flag}`" in readme, f"{flag} of {command} is missing from the README"

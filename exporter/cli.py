@@ -238,7 +238,23 @@ def load(options: dict[str, Any]) -> tuple[Config, Credentials]:
     return build_config(options, env, named_project), credentials
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _Commands(click.Group):
+    """Imports ``simulate`` (the simulator is a package of its own) only when it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "simulate"])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "simulate":
+            from exporter.simulator.command import simulate
+
+            return simulate
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @click.version_option(__version__, "--version", prog_name="vod-exporter")
 def cli() -> None:
     """Prometheus exporter for Huawei Cloud VOD editing tasks."""
@@ -346,15 +362,6 @@ def wait_for_termination() -> None:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     stop.wait()
-
-
-def _add_simulator() -> None:
-    from exporter.simulator.command import simulate
-
-    cli.add_command(simulate)
-
-
-_add_simulator()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -231,7 +231,7 @@ class IamTokenAuth(httpx.Auth):
                 return self._token
             if self._rejection is not None and now < self._rejection_until:
                 # IAM rejected the password recently: fail the same way rather than try again.
-                raise _copy(self._rejection)
+                raise _copy(self._rejection, f"not asking IAM again before {_iso(self._rejection_until)}")
             try:
                 token, expires_at = self._log_in()
             except AuthError as error:
@@ -302,11 +302,11 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _copy(error: AuthError) -> AuthError:
+def _copy(error: AuthError, note: str) -> AuthError:
     # A fresh exception for each thread: raising one object from several threads at once would
     # tangle their tracebacks.
     return type(error)(
-        error.args[0] if error.args else "",
+        f"{error.args[0] if error.args else error}; {note}",
         status=error.status,
         error_code=error.error_code,
         error_msg=error.error_msg,

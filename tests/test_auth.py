@@ -330,8 +330,11 @@ def test_iam_rejecting_the_password_raises_auth_error_and_is_not_retried_at_once
 
     # Each failed login counts towards locking the account: the next requests fail without one.
     clock.now += 299
-    with pytest.raises(AuthError, match=r"IAM\.0101"):
+    with pytest.raises(
+        AuthError, match=r"IAM\.0101.*not asking IAM again before 2023-11-14T22:18:20Z"
+    ) as held:
         auth.token()
+    assert held.value.error_code == "IAM.0101"
     assert iam.call_count == 1
     clock.now += 2
     assert auth.token() == "tok-1"

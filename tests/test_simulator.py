@@ -8,22 +8,30 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import queue
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from exporter import signing
 from exporter.config import ConfigError
 from exporter.simulator import FaultSettings, IamUser, Simulator, World, WorldSettings
+from exporter.simulator.command import build_simulator, simulate
 from exporter.tasks import (
     CANCEL,
     FAILED,
@@ -41,6 +49,7 @@ AK = "SIMULATORTESTAK00001"
 SK = "simulator-test-secret-key"
 START = 1_790_000_000.0  # 2026-09-21, a whole second
 TASKS_PATH = f"/v1/{PROJECT}/asset/editing/tasks"
+KEYS = {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -628,3 +637,111 @@ def test_stop_closes_kept_alive_connections_and_the_port(clock: FakeClock) -> No
         sim.stop()
         with pytest.raises(httpx.TransportError):
             c.get(TASKS_PATH)
+
+
+# --- the simulate command --------------------------------------------------------------------------
+
+
+def options(**overrides: Any) -> dict[str, Any]:
+    """What click hands to ``simulate`` for ``--project-id`` alone (defaults elsewhere)."""
+    context = simulate.make_context("simulate", ["--project-id", PROJECT])
+    return {**context.params, **overrides}
+
+
+def test_build_simulator_takes_secrets_from_the_environment() -> None:
+    env = {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK, "VOD_SIMULATOR_IAM_PASSWORD": "pw"}
+    sim = build_simulator(options(iam_user="ops", tasks=12, error_rate=0.25, frozen=True), env)
+    assert sim.world.total() == 12
+    assert sim.faults == FaultSettings(error_rate=0.25)
+    assert sim.world.settings.frozen
+    token = sim.identity.issue_token(json.dumps(token_request("ops", "pw", domain="ops")).encode())
+    assert token.token
+
+
+@pytest.mark.parametrize(
+    ("env", "overrides", "message"),
+    [
+        ({}, {}, "no credentials"),
+        ({"HUAWEICLOUD_SDK_AK": AK}, {}, "HUAWEICLOUD_SDK_SK"),
+        (
+            {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK},
+            {"iam_user": "ops"},
+            "VOD_SIMULATOR_IAM_PASSWORD",
+        ),
+        ({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}, {"listen_address": "nowhere"}, "host:port"),
+        ({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}, {"project_id": "a/b"}, "--project-id"),
+    ],
+)
+def test_build_simulator_refuses_bad_configuration(
+    env: dict[str, str], overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_simulator(options(**overrides), env)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--error-rate", "1.5"],
+        ["--latency", "5 parsecs"],
+        ["--drift", "-1"],
+        ["--tasks", "many"],
+    ],
+)
+def test_simulate_refuses_bad_options_with_exit_2(args: list[str]) -> None:
+    result = CliRunner().invoke(simulate, ["--project-id", PROJECT, *args], env=KEYS)
+    assert result.exit_code == 2
+    assert args[0] in result.output
+
+
+def test_options_come_from_vod_simulator_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOD_SIMULATOR_PROJECT_ID", PROJECT)
+    monkeypatch.setenv("VOD_SIMULATOR_DRIFT", "3")
+    monkeypatch.setenv("VOD_SIMULATOR_WEB_LISTEN_ADDRESS", ":1")
+    monkeypatch.setenv("VOD_SIMULATOR_LATENCY", "250ms")
+    params = simulate.make_context("simulate", []).params
+    assert (params["project_id"], params["drift"], params["listen_address"]) == (PROJECT, 3, ":1")
+    assert params["latency"] == 0.25
+
+
+def test_simulate_serves_until_sigterm_then_exits_0() -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "HUAWEICLOUD_SDK_AK": AK,
+        "HUAWEICLOUD_SDK_SK": SK,
+        "VOD_SIMULATOR_TASKS": "30",
+    }
+    command = [sys.executable, "-m", "exporter.simulator.command", "--project-id", PROJECT]
+    process = subprocess.Popen(
+        [*command, "--web.listen-address", "127.0.0.1:0"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stderr is not None
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr or ()], daemon=True)
+    reader.start()
+    try:
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline:
+            try:
+                found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", lines.get(timeout=0.5))
+            except queue.Empty:
+                assert process.poll() is None, "the simulator exited early"
+                continue
+            url = found.group(1) if found else None
+        assert url, "the simulator did not log its URL"
+        answer = httpx.get(url + TASKS_PATH, auth=Signed())
+        assert answer.status_code == 200 and answer.json()["total"] == 30
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(timeout=5)
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    assert any("stopped" in line for line in rest)

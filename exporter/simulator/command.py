@@ -1,0 +1,193 @@
+"""``vod-exporter simulate``: serve the simulated VOD API until SIGTERM or SIGINT.
+
+Every option can also be set through ``VOD_SIMULATOR_<NAME>`` (dots and dashes become
+underscores). Secrets are never options: the AK/SK come from ``HUAWEICLOUD_SDK_AK`` and
+``HUAWEICLOUD_SDK_SK``, the IAM user's password from ``VOD_SIMULATOR_IAM_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import click
+
+from exporter.config import ConfigError, check_project_id, parse_duration, parse_listen_address
+from exporter.logs import FORMATS, LEVELS, configure_logging
+from exporter.simulator.faults import FaultSettings
+from exporter.simulator.identity import IamUser
+from exporter.simulator.server import Simulator
+from exporter.simulator.world import WorldSettings
+
+log = logging.getLogger("exporter.simulator")
+
+ENV_PREFIX = "VOD_SIMULATOR_"
+PASSWORD_VARIABLE = ENV_PREFIX + "IAM_PASSWORD"
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9882"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
+
+
+def option(flag: str, dest: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option that is also read from its ``VOD_SIMULATOR_*`` variable."""
+    kwargs.setdefault("show_default", True)
+    return click.option(flag, dest, envvar=env_name(flag), show_envvar=True, **kwargs)
+
+
+def duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """``500ms``, ``30s``, ``1h30m`` or plain seconds, as everywhere in vod-exporter."""
+    try:
+        return parse_duration(value, param.opts[0])
+    except ConfigError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+
+
+SHARE = click.FloatRange(0.0, 1.0)
+
+
+@click.command("simulate")
+@option("--web.listen-address", "listen_address", default=DEFAULT_LISTEN_ADDRESS, help="Where to serve.")
+@option("--project-id", "project_id", required=True, help="The one project the simulated account has.")
+@option("--tasks", "tasks", type=click.IntRange(min=0), default=1000, help="Tasks that exist at start.")
+@option("--seed", "seed", type=int, default=0, help="Same seed, same tasks and same faults.")
+@option("--arrival-rate", "arrival_rate", type=float, default=0.1, help="New tasks per second.")
+@option("--succeed-share", "succeed_share", type=SHARE, default=0.85, help="Weight of tasks ending SUCCEED.")
+@option("--failed-share", "failed_share", type=SHARE, default=0.10, help="Weight of tasks ending FAILED.")
+@option("--cancel-share", "cancel_share", type=SHARE, default=0.05, help="Weight of tasks ending CANCEL.")
+@option("--wait-mean", "wait_mean", callback=duration, default="20s", help="Mean time waiting.")
+@option(
+    "--duration-median",
+    "duration_median",
+    callback=duration,
+    default="2m",
+    help="Median time in PROCESSING (log-normal).",
+)
+@option("--duration-sigma", "duration_sigma", type=float, default=0.8, help="Spread of the processing time.")
+@option("--history", "history", callback=duration, default="1h", help="Start tasks span this.")
+@option("--frozen", "frozen", is_flag=True, help="Stop the clock: every listing returns the same data.")
+@option("--token-lifetime", "token_lifetime", callback=duration, default="24h", help="Token validity.")
+@option(
+    "--iam-user",
+    "iam_user",
+    help=f"IAM user who may get a token (POST /v3/auth/tokens); password from {PASSWORD_VARIABLE}.",
+)
+@option("--iam-domain", "iam_domain", help="The IAM user's account name [default: the user name].")
+@option("--latency", "latency", callback=duration, default="0s", help="Added to every listing answer.")
+@option("--latency-jitter", "latency_jitter", callback=duration, default="0s", help="Up to this much more.")
+@option(
+    "--rate-limit",
+    "rate_limit",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    help="Listing requests per second before 429 APIGW.0308 (0: no limit).",
+)
+@option("--error-rate", "error_rate", type=SHARE, default=0.0, help="Share answered 500 or 503.")
+@option("--reset-rate", "reset_rate", type=SHARE, default=0.0, help="Share of connections reset.")
+@option("--malformed-body-rate", "malformed_body_rate", type=SHARE, default=0.0, help="Share of bad bodies.")
+@option(
+    "--malformed-record-rate",
+    "malformed_record_rate",
+    type=SHARE,
+    default=0.0,
+    help="Share of bad records in pages.",
+)
+@option("--drift", "drift", type=click.IntRange(min=0), default=0, help="New tasks created per page served.")
+@option("--log.level", "log_level", type=click.Choice(LEVELS), default="info", help="Log level.")
+@option("--log.format", "log_format", type=click.Choice(FORMATS), default="logfmt", help="Log format.")
+def simulate(**options: Any) -> None:
+    """Serve a simulated Huawei Cloud VOD editing-task API (and IAM token endpoint).
+
+    For the demo, integration tests and benchmarks: same paths, AK/SK signatures, error bodies and
+    limits as the real API, with faults on demand. Stops on SIGTERM or SIGINT.
+    """
+    configure_logging(options["log_level"], options["log_format"])
+    try:
+        simulator = build_simulator(options, os.environ)
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        simulator.start()
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {options['listen_address']}: {error}") from None
+    log.info("simulated VOD API listening on %s (project %s)", simulator.url, simulator.project_id)
+    try:
+        _wait_for_termination()
+    finally:
+        simulator.stop()
+    log.info("simulated VOD API stopped")
+
+
+def build_simulator(options: dict[str, Any], environ: Mapping[str, str]) -> Simulator:
+    """The simulator the options describe; raises ``ConfigError`` with a one-line message."""
+    host, port = parse_listen_address(options["listen_address"])
+    world = WorldSettings(
+        tasks=options["tasks"],
+        seed=options["seed"],
+        arrival_rate=options["arrival_rate"],
+        succeed_share=options["succeed_share"],
+        failed_share=options["failed_share"],
+        cancel_share=options["cancel_share"],
+        wait_mean=options["wait_mean"],
+        duration_median=options["duration_median"],
+        duration_sigma=options["duration_sigma"],
+        history=options["history"],
+        frozen=options["frozen"],
+    )
+    faults = FaultSettings(
+        latency=options["latency"],
+        latency_jitter=options["latency_jitter"],
+        rate_limit=options["rate_limit"],
+        error_rate=options["error_rate"],
+        reset_rate=options["reset_rate"],
+        malformed_body_rate=options["malformed_body_rate"],
+        malformed_record_rate=options["malformed_record_rate"],
+        drift=options["drift"],
+    )
+    access_key = environ.get("HUAWEICLOUD_SDK_AK") or None
+    secret_key = environ.get("HUAWEICLOUD_SDK_SK") or None
+    if (access_key is None) != (secret_key is None):
+        raise ConfigError("set both HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or neither")
+    users = []
+    if options["iam_user"]:
+        password = environ.get(PASSWORD_VARIABLE)
+        if not password:
+            raise ConfigError(f"--iam-user needs the user's password in {PASSWORD_VARIABLE}")
+        users.append(IamUser(options["iam_user"], password, options["iam_domain"] or ""))
+    if access_key is None and not users:
+        raise ConfigError("no credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or --iam-user")
+    if options["token_lifetime"] <= 0:
+        raise ConfigError("--token-lifetime must be longer than 0s")
+    return Simulator(
+        project_id=check_project_id(options["project_id"]),
+        world_settings=world,
+        access_key=access_key,
+        secret_key=secret_key,
+        iam_users=users,
+        faults=faults,
+        token_lifetime=options["token_lifetime"],
+        host=host or "0.0.0.0",
+        port=port,
+    )
+
+
+def _wait_for_termination() -> None:
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    stop.wait()
+
+
+if __name__ == "__main__":
+    simulate.main(prog_name="vod-exporter simulate")

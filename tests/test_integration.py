@@ -1,0 +1,324 @@
+"""The exporter against the simulator, over real sockets: no mocks anywhere on the path.
+
+Ground truth comes from the simulator's own world; the number of API calls from its request log.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+
+import httpx
+import pytest
+from prometheus_client import generate_latest
+
+from exporter.app import Exporter
+from exporter.config import ApiSettings, Config, ScrapeSettings
+from exporter.credentials import AkSkCredentials, IamPasswordCredentials
+from exporter.simulator.faults import FaultSettings
+from exporter.simulator.identity import IamUser
+from exporter.simulator.server import Simulator
+from exporter.simulator.world import WorldSettings
+
+PROJECT = "0123456789abcdef0123456789abcdef"
+AK, SK = "AKINTEGRATION0001", "integration-secret-key"
+
+
+class WallClock:
+    """Real time plus a shift the test controls, shared by the simulator and the exporter."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.shift
+
+
+def start_simulator(world: WorldSettings, **kwargs: object) -> Simulator:
+    simulator = Simulator(project_id=PROJECT, world_settings=world, access_key=AK, secret_key=SK, **kwargs)  # type: ignore[arg-type]
+    simulator.start()
+    return simulator
+
+
+def exporter_for(simulator: Simulator, credentials: object = None, **api: object) -> Exporter:
+    settings = ApiSettings(
+        endpoint=simulator.url,
+        project_id=PROJECT,
+        rate_limit=0,
+        backoff_base=0.01,
+        backoff_max=0.02,
+        throttle_backoff=0.01,
+        **api,  # type: ignore[arg-type]
+    )
+    config = Config(region="", api=settings, iam_endpoint=simulator.url, scrape=ScrapeSettings(timeout=20))
+    return Exporter(config, credentials or AkSkCredentials(AK, SK), wall_clock=simulator.world._clock)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def frozen_simulator(request: pytest.FixtureRequest) -> Iterator[Simulator]:
+    tasks = getattr(request, "param", 1_000)
+    simulator = start_simulator(WorldSettings(tasks=tasks, seed=3, frozen=True))
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+def exposition(exporter: Exporter) -> str:
+    return generate_latest(exporter.registry).decode()
+
+
+@pytest.mark.parametrize("frozen_simulator", [0, 1, 100, 101, 5_000], indirect=True)
+def test_counts_equal_the_ground_truth_with_one_call_per_page(frozen_simulator: Simulator) -> None:
+    exporter = exporter_for(frozen_simulator)
+    try:
+        view = exporter.list_once()
+    finally:
+        exporter.close()
+    truth = frozen_simulator.world.counts()
+    assert view.up and view.snapshot is not None
+    assert {s: n for s, n in view.snapshot.counts.items() if n} == {s: n for s, n in truth.items() if n}
+    assert view.snapshot.reported_total == frozen_simulator.world.total()
+    pages = max(1, math.ceil(frozen_simulator.world.total() / 100))
+    assert frozen_simulator.requests.count("tasks", 200) == pages
+    assert frozen_simulator.requests.snapshot() == {("tasks", 200): pages}
+
+
+def test_wrong_secret_key_is_one_401_and_never_retried(frozen_simulator: Simulator) -> None:
+    exporter = exporter_for(frozen_simulator, AkSkCredentials(AK, "not-the-secret"))
+    try:
+        view = exporter.list_once()
+        text = exposition(exporter)
+    finally:
+        exporter.close()
+    assert not view.up and view.last_error is not None and view.last_error[0] == "auth"
+    assert frozen_simulator.requests.snapshot() == {("tasks", 401): 1}
+    assert f'huaweicloud_vod_scrape_errors_total{{project_id="{PROJECT}",reason="auth"}} 1.0' in text
+    assert "huaweicloud_vod_editing_tasks{" not in text
+
+
+def test_iam_token_auth_with_refresh_before_expiry() -> None:
+    clock = WallClock()
+    simulator = start_simulator(
+        WorldSettings(tasks=250, seed=5, frozen=True),
+        iam_users=[IamUser("svc-monitor", "pw-123", domain="acme")],
+        token_lifetime=2 * 3600,
+        clock=clock,
+    )
+    exporter = exporter_for(
+        simulator, IamPasswordCredentials(username="svc-monitor", domain="acme", password="pw-123")
+    )
+    try:
+        assert exporter.list_once().up
+        assert exporter.list_once().up
+        assert simulator.requests.count("tokens", 201) == 1  # cached
+        clock.shift = 1.5 * 3600  # inside the last hour of the token's life: renewed before it expires
+        assert exporter.list_once().up
+        assert simulator.requests.count("tokens", 201) == 2
+        assert simulator.requests.count("tasks", 401) == 0
+        assert ("iam_token", "201") in exporter.api_stats.requests()
+    finally:
+        exporter.close()
+        simulator.stop()
+
+
+def test_an_expired_token_is_renewed_once_and_the_listing_succeeds() -> None:
+    clock = WallClock()
+    simulator = start_simulator(
+        WorldSettings(tasks=50, seed=5, frozen=True),
+        iam_users=[IamUser("svc-monitor", "pw-123", domain="acme")],
+        token_lifetime=600,  # shorter than the renewal margin: renewed at half its life
+        clock=clock,
+    )
+    exporter = exporter_for(
+        simulator, IamPasswordCredentials(username="svc-monitor", domain="acme", password="pw-123")
+    )
+    try:
+        assert exporter.list_once().up
+        clock.shift = 3600  # long past expiry
+        assert exporter.list_once().up
+        assert simulator.requests.count("tokens", 201) == 2
+        assert simulator.requests.count("tasks", 401) <= 1
+    finally:
+        exporter.close()
+        simulator.stop()
+
+
+FAULTS = [
+    (FaultSettings(error_rate=1.0), "server_error"),
+    (FaultSettings(reset_rate=1.0), "network"),
+    (FaultSettings(malformed_body_rate=1.0), "bad_response"),
+    (FaultSettings(rate_limit=0.001), "throttled"),
+    (FaultSettings(latency=3.0), "timeout"),
+]
+
+
+@pytest.mark.parametrize(("faults", "reason"), FAULTS, ids=[reason for _, reason in FAULTS])
+@pytest.mark.parametrize("frozen_simulator", [300], indirect=True)
+def test_every_fault_gives_up_0_its_reason_and_no_snapshot_then_recovers(
+    frozen_simulator: Simulator, faults: FaultSettings, reason: str
+) -> None:
+    exporter = exporter_for(frozen_simulator, max_retries=1)
+    exporter.config = replace(exporter.config, scrape=ScrapeSettings(timeout=1.0))
+    frozen_simulator.faults = faults
+    try:
+        failed = exporter.list_once()
+        text = exposition(exporter)
+        assert not failed.up
+        assert failed.errors == {reason: 1}
+        assert f'huaweicloud_vod_up{{project_id="{PROJECT}"}} 0.0' in text
+        assert f'reason="{reason}"}} 1.0' in text
+        for snapshot_metric in (
+            "huaweicloud_vod_editing_tasks{",
+            "editing_task_info",
+            "editing_tasks_reported",
+        ):
+            assert snapshot_metric not in text
+        frozen_simulator.faults = FaultSettings()
+        recovered = exporter.list_once()
+        assert recovered.up and recovered.snapshot is not None
+        assert recovered.snapshot.reported_total == 300
+    finally:
+        exporter.close()
+
+
+@pytest.mark.parametrize("frozen_simulator", [500], indirect=True)
+def test_malformed_records_are_skipped_and_counted(frozen_simulator: Simulator) -> None:
+    frozen_simulator.faults = FaultSettings(malformed_record_rate=0.1)
+    exporter = exporter_for(frozen_simulator)
+    try:
+        view = exporter.list_once()
+    finally:
+        exporter.close()
+    assert view.up and view.snapshot is not None
+    assert view.snapshot.invalid > 0
+    assert sum(view.snapshot.counts.values()) + view.snapshot.invalid == 500
+
+
+def test_drift_is_inconsistent_or_correct_never_double_counted() -> None:
+    simulator = start_simulator(
+        WorldSettings(tasks=1_000, seed=9, frozen=True), faults=FaultSettings(drift=1)
+    )
+    exporter = exporter_for(simulator, concurrency=1)
+    try:
+        for _ in range(3):
+            view = exporter.list_once()
+            if view.up:
+                assert view.snapshot is not None
+                assert sum(view.snapshot.counts.values()) == view.snapshot.reported_total
+            else:
+                assert view.last_error is not None and view.last_error[0] == "inconsistent"
+        assert view.errors.get("inconsistent", 0) >= 1
+    finally:
+        exporter.close()
+        simulator.stop()
+
+
+def test_finished_counters_move_by_exactly_the_tasks_that_finished_between_scrapes() -> None:
+    clock = WallClock()
+    simulator = start_simulator(
+        WorldSettings(tasks=400, seed=11, arrival_rate=0.2, wait_mean=30, duration_median=120), clock=clock
+    )
+    exporter = exporter_for(simulator)
+    try:
+        assert exporter.list_once().up
+        first = simulator.world.now()
+        before = exporter.store.view()
+        clock.shift = 900
+        after = exporter.list_once()
+        second = simulator.world.now()
+        assert after.up
+        expected = Counter(task.status for task in simulator.world.finished_between(first, second))
+        moved = {s: after.finished_total[s] - before.finished_total[s] for s in after.finished_total}
+        assert {s: n for s, n in moved.items() if n} == dict(expected)
+        assert sum(expected.values()) > 0
+        observed = {s: sum(h.bucket_counts) for s, h in after.finished_durations.items()}
+        assert {s: n for s, n in observed.items() if n} == dict(expected)
+    finally:
+        exporter.close()
+        simulator.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_demo_serves_up_1_and_stops_on_sigterm() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "demo", "--web.listen-address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                if 'huaweicloud_vod_up{project_id="' in text:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)  # polling for the port to open, bounded by the deadline
+        assert "} 1.0" in next(line for line in text.splitlines() if line.startswith("huaweicloud_vod_up{"))
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+        assert process.returncode == 0, err
+        assert f"metrics at http://127.0.0.1:{port}/metrics" in out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("frozen_simulator", [10], indirect=True)
+def test_once_as_a_new_user_meets_it(frozen_simulator: Simulator, tmp_path: object) -> None:
+    base = [
+        sys.executable,
+        "-m",
+        "exporter",
+        "once",
+        "--endpoint",
+        frozen_simulator.url,
+        "--iam-endpoint",
+        frozen_simulator.url,
+        "--project-id",
+        PROJECT,
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_"))}
+    env["HOME"] = str(tmp_path)
+    none = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert none.returncode == 2 and none.stderr.count("\n") == 1 and "HUAWEICLOUD_SDK_AK" in none.stderr
+    wrong = subprocess.run(
+        base,
+        env={**env, "HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": "wrong"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1
+    assert "listing failed (auth)" in wrong.stderr and "APIGW.0301" in wrong.stderr
+    assert "wrong" not in wrong.stderr
+    right = subprocess.run(
+        base,
+        env={**env, "HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert right.returncode == 0, right.stderr
+    assert f'huaweicloud_vod_editing_tasks_reported{{project_id="{PROJECT}"}} 10.0' in right.stdout

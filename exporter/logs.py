@@ -11,39 +11,28 @@ LEVELS = ("debug", "info", "warn", "error")
 FORMATS = ("logfmt", "json")
 
 
-class _LogfmtFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+class _Formatter(logging.Formatter):
+    def fields(self, record: logging.LogRecord) -> dict[str, str]:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         fields = {
-            "ts": _timestamp(record),
-            "level": _level(record),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        text = " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
-        if record.exc_info:
-            text += " exc=" + _logfmt_value(self.formatException(record.exc_info))
-        return text
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {
-            "ts": _timestamp(record),
-            "level": _level(record),
+            "ts": stamp,
+            "level": "warn" if record.levelno == logging.WARNING else record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
-        return json.dumps(fields)
+        return fields
 
 
-def _timestamp(record: logging.LogRecord) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+class _LogfmtFormatter(_Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in self.fields(record).items())
 
 
-def _level(record: logging.LogRecord) -> str:
-    return "warn" if record.levelno == logging.WARNING else record.levelname.lower()
+class _JsonFormatter(_Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.fields(record))
 
 
 def _logfmt_value(value: str) -> str:

@@ -146,6 +146,12 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
         return None, None, None
     if not isinstance(document, dict):
         return None, None, None
+    nested = document.get("error")
+    if isinstance(nested, dict) and "error_code" not in document:
+        # IAM answers in the Keystone shape: {"error": {"code": 401, "title": ..., "message": ...}}.
+        code = nested.get("title") if isinstance(nested.get("title"), str) else None
+        message = nested.get("message")
+        return code, message if isinstance(message, str) else None, None
     fields = (document.get("error_code"), document.get("error_msg"), document.get("request_id"))
     code, msg, rid = (value if isinstance(value, str) else None for value in fields)
     return code, msg, rid

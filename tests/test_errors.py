@@ -31,10 +31,10 @@ def test_gateway_codes_with_either_prefix_decide_the_class(status: int, code: st
 
 
 def test_iam_keystone_error_shape_is_read() -> None:
-    body = b'{"error": {"code": 401, "title": "Unauthorized", "message": "The username or password is wrong."}}'
+    body = b'{"error": {"code": 401, "title": "Unauthorized", "message": "The password is wrong."}}'
     error = classify_response(401, body, "rid-9")
     assert isinstance(error, AuthError)
-    assert error.error_msg == "The username or password is wrong."
+    assert error.error_msg == "The password is wrong."
     assert "Unauthorized" in str(error) and "rid-9" in str(error)
 
 

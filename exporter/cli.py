@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from exporter import __version__
+from exporter.command_options import compose, env_option, wait_for_termination
 from exporter.config import (
     DEFAULT_DURATION_BUCKETS,
     ApiSettings,
@@ -43,30 +41,10 @@ log = logging.getLogger("exporter")
 ENV_PREFIX = "VOD_EXPORTER_"
 DEFAULT_LISTEN_ADDRESS = ":9881"
 
-F = TypeVar("F", bound=Callable[..., Any])
+option = env_option(ENV_PREFIX)
 
 
-def env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
-
-
-def option(flag: str, dest: str, **kwargs: Any) -> Callable[[F], F]:
-    """A click option that is also read from its ``VOD_EXPORTER_*`` variable."""
-    name = flag.split("/", 1)[0]
-    kwargs.setdefault("show_default", True)
-    return click.option(flag, dest, envvar=env_name(name), show_envvar=True, **kwargs)
-
-
-def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
-    def apply(function: F) -> F:
-        for decorator in reversed(decorators):
-            function = decorator(function)
-        return function
-
-    return apply
-
-
-api_options = _compose(
+api_options = compose(
     option("--region", "region", help="Huawei Cloud region, e.g. cn-north-4."),
     option(
         "--project-id",
@@ -160,7 +138,7 @@ api_options = _compose(
     option("--log.format", "log_format", type=click.Choice(FORMATS), default="logfmt", help="Log format."),
 )
 
-web_options = _compose(
+web_options = compose(
     option(
         "--web.listen-address", "listen_address", default=DEFAULT_LISTEN_ADDRESS, help="Address to listen on."
     ),
@@ -350,18 +328,6 @@ def demo(**options: Any) -> None:
     wait_for_termination()
     running.stop()
     click.echo("vod-exporter demo: stopped")
-
-
-def wait_for_termination() -> None:
-    """Block until SIGTERM or SIGINT."""
-    stop = threading.Event()
-
-    def handle(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    stop.wait()
 
 
 def main(argv: list[str] | None = None) -> None:

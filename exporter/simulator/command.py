@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
+from exporter.command_options import env_option, wait_for_termination
 from exporter.config import ConfigError, check_project_id, parse_duration, parse_listen_address
 from exporter.logs import FORMATS, LEVELS, configure_logging
 from exporter.simulator.faults import FaultSettings
@@ -29,17 +28,7 @@ ENV_PREFIX = "VOD_SIMULATOR_"
 PASSWORD_VARIABLE = ENV_PREFIX + "IAM_PASSWORD"
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9882"
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
-
-
-def option(flag: str, dest: str, **kwargs: Any) -> Callable[[F], F]:
-    """A click option that is also read from its ``VOD_SIMULATOR_*`` variable."""
-    kwargs.setdefault("show_default", True)
-    return click.option(flag, dest, envvar=env_name(flag), show_envvar=True, **kwargs)
+option = env_option(ENV_PREFIX)
 
 
 def duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -119,7 +108,7 @@ def simulate(**options: Any) -> None:
         raise click.ClickException(f"cannot listen on {options['listen_address']}: {error}") from None
     log.info("simulated VOD API listening on %s (project %s)", simulator.url, simulator.project_id)
     try:
-        _wait_for_termination()
+        wait_for_termination()
     finally:
         simulator.stop()
     log.info("simulated VOD API stopped")
@@ -176,17 +165,6 @@ def build_simulator(options: dict[str, Any], environ: Mapping[str, str]) -> Simu
         host=host or "0.0.0.0",
         port=port,
     )
-
-
-def _wait_for_termination() -> None:
-    stop = threading.Event()
-
-    def handle(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    stop.wait()
 
 
 if __name__ == "__main__":

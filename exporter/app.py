@@ -65,6 +65,7 @@ class Exporter:
             self.client,
             self.store,
             min_refresh_interval=config.scrape.min_refresh_interval,
+            drift_retries=config.scrape.drift_retries,
             clock=clock,
             wall_clock=wall_clock,
         )

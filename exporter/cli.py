@@ -104,6 +104,13 @@ api_options = compose(
         help="Serve the last listing to scrapes that come sooner than this (for HA Prometheus pairs).",
     ),
     option(
+        "--scrape.drift-retries",
+        "drift_retries",
+        type=int,
+        default=1,
+        help="List again when tasks changed while paging (each costs a listing's calls).",
+    ),
+    option(
         "--tasks.per-task-series/--tasks.no-per-task-series",
         "series_enabled",
         default=True,
@@ -193,6 +200,7 @@ def build_config(
             timeout=parse_duration(options["scrape_timeout"], "--scrape-timeout"),
             timeout_offset=parse_duration(options["scrape_timeout_offset"], "--scrape-timeout-offset"),
             min_refresh_interval=parse_duration(options["min_refresh_interval"], "--min-refresh-interval"),
+            drift_retries=options["drift_retries"],
         ),
         web=WebSettings(host=host, port=port, telemetry_path=options.get("telemetry_path") or "/metrics"),
     )

@@ -149,8 +149,11 @@ class ScrapeSettings:
     timeout: float = 30.0  # cap on a listing's time, and the budget when Prometheus sends none
     timeout_offset: float = 0.5  # kept back from Prometheus' own timeout to answer in time
     min_refresh_interval: float = 0.0
+    drift_retries: int = 1  # listings again when tasks changed while paging
 
     def __post_init__(self) -> None:
+        if not 0 <= self.drift_retries <= 5:
+            raise ConfigError("--scrape.drift-retries must be between 0 and 5")
         if self.timeout <= 0:
             raise ConfigError("--scrape-timeout must be longer than 0s")
         if self.timeout_offset >= self.timeout:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from exporter.client import VodClient
-from exporter.errors import ListingFailed
-from exporter.store import TaskStore
+from exporter.errors import InconsistentListing, ListingFailed
+from exporter.store import ListingBuilder, Snapshot, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +27,14 @@ class ListingCoordinator:
         store: TaskStore,
         *,
         min_refresh_interval: float = 0.0,
+        drift_retries: int = 1,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._store = store
         self._min_refresh_interval = min_refresh_interval
+        self._drift_retries = drift_retries
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
@@ -71,11 +73,8 @@ class ListingCoordinator:
 
     def _run(self, deadline: float) -> None:
         started = self._clock()
-        builder = self._store.start_listing(self._wall_clock())
         try:
-            for page in self._client.iter_pages(deadline):
-                builder.add(page)
-            snapshot = builder.finish()
+            builder, snapshot = self._list_with_drift_retries(deadline)
         except ListingFailed as error:
             elapsed = self._clock() - started
             self._store.record_failure(error.reason, elapsed, str(error))
@@ -95,3 +94,19 @@ class ListingCoordinator:
             snapshot.reported_total,
             len(snapshot.series_tasks),
         )
+
+    def _list_with_drift_retries(self, deadline: float) -> tuple[ListingBuilder, Snapshot]:
+        """One listing; listed again (up to ``drift_retries`` times, within the deadline) when tasks
+        came or went while paging. A busy pipeline drifts now and then; twice in a row is rare."""
+        attempt = 0
+        while True:
+            builder = self._store.start_listing(self._wall_clock())
+            for page in self._client.iter_pages(deadline):
+                builder.add(page)
+            try:
+                return builder, builder.finish()
+            except InconsistentListing as error:
+                if attempt >= self._drift_retries or self._clock() >= deadline:
+                    raise
+                attempt += 1
+                log.info("listing again: %s", error)

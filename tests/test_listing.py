@@ -111,3 +111,44 @@ def test_an_unexpected_error_does_not_break_the_scrape() -> None:
     runner.refresh(time.monotonic() + 10)
     view = runner._store.view()
     assert not view.up and view.errors == {"bad_response": 1}
+
+
+class DriftingClient:
+    """The first ``drifts`` listings lose a task to drift; later ones add up."""
+
+    def __init__(self, drifts: int) -> None:
+        self.drifts = drifts
+        self.calls = 0
+
+    def iter_pages(self, deadline: float) -> Iterator[Page]:
+        self.calls += 1
+        records = [record(1, "WAITING"), record(2, "WAITING")]
+        total = 3 if self.calls <= self.drifts else 2
+        yield parse_page(0, body(records, total=total))
+
+
+def test_a_drifted_listing_is_done_again_once() -> None:
+    client = DriftingClient(drifts=1)
+    store = TaskStore("p1", SeriesSettings(), started_at=0)
+    runner = ListingCoordinator(client, store)  # type: ignore[arg-type]
+    runner.refresh(time.monotonic() + 10)
+    assert client.calls == 2
+    view = store.view()
+    assert view.up and view.errors == {}
+
+
+def test_drifting_twice_in_a_row_is_inconsistent() -> None:
+    client = DriftingClient(drifts=2)
+    store = TaskStore("p1", SeriesSettings(), started_at=0)
+    runner = ListingCoordinator(client, store)  # type: ignore[arg-type]
+    runner.refresh(time.monotonic() + 10)
+    assert client.calls == 2
+    assert store.view().errors == {"inconsistent": 1}
+
+
+def test_drift_retries_can_be_switched_off() -> None:
+    client = DriftingClient(drifts=1)
+    store = TaskStore("p1", SeriesSettings(), started_at=0)
+    runner = ListingCoordinator(client, store, drift_retries=0)  # type: ignore[arg-type]
+    runner.refresh(time.monotonic() + 10)
+    assert client.calls == 1 and store.view().errors == {"inconsistent": 1}

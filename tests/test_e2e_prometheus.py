@@ -8,7 +8,6 @@ must find nothing to say about the live exposition.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import socket
@@ -30,12 +29,12 @@ from exporter.credentials import AkSkCredentials
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
 from exporter.web import ExporterServer
+from tests.test_dashboard import dashboard_expressions, load_dashboard
+from tests.test_rules import ALERTING_RULES, RECORDING_RULES, all_rules
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parent.parent
-DASHBOARD = ROOT / "grafana" / "dashboards" / "vod-exporter.json"
-RULE_FILES = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
 PROJECT = "e2e0e2e0e2e0e2e0e2e0e2e0e2e0e2e0"
 AK, SK = "AKENDTOEND0000001", "end-to-end-secret"
 JOB = "vod-exporter"
@@ -127,7 +126,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("prometheus")
     prometheus_config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(path) for path in RULE_FILES],
+        "rule_files": [str(RECORDING_RULES), str(ALERTING_RULES)],
         "scrape_configs": [
             {
                 "job_name": JOB,
@@ -218,37 +217,18 @@ def substitute(expr: str) -> str:
     )
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
-    """``(panel title, expr)`` for every query target of every panel, rows included."""
-    found: list[tuple[str, str]] = []
-
-    def walk(panels: list[dict[str, Any]]) -> None:
-        for panel in panels:
-            for target in panel.get("targets", []):
-                if target.get("expr"):
-                    found.append((panel.get("title", "?"), target["expr"]))
-            walk(panel.get("panels", []))
-
-    walk(json.loads(DASHBOARD.read_text())["panels"])
-    return found
-
-
 def rule_expressions() -> list[tuple[str, str, str]]:
     """``(kind, name, expr)`` for every recording and alerting rule."""
     found = []
-    for path in RULE_FILES:
-        for group in yaml.safe_load(path.read_text())["groups"]:
-            for rule in group["rules"]:
-                if "record" in rule:
-                    found.append(("record", rule["record"], rule["expr"]))
-                else:
-                    found.append(("alert", rule["alert"], rule["expr"]))
+    for rule in all_rules():
+        kind = "record" if "record" in rule else "alert"
+        found.append((kind, rule[kind], rule["expr"]))
     return found
 
 
 def variable_queries() -> list[str]:
     """Grafana's ``label_values(metric, label)`` as the PromQL that feeds it."""
-    dashboard = json.loads(DASHBOARD.read_text())
+    dashboard = load_dashboard()
     queries = []
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") != "query":
@@ -264,7 +244,7 @@ def variable_queries() -> list[str]:
 
 @needs_prometheus
 def test_every_dashboard_expression_parses_and_has_data(warmed: Stack) -> None:
-    queries = dashboard_queries()
+    queries = dashboard_expressions()
     assert len(queries) >= 15
     empty = []
     for title, expr in queries:

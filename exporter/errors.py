@@ -128,8 +128,11 @@ def classify_response(status: int, body: bytes, request_id: str | None) -> ApiEr
 def _class_for(status: int, error_code: str | None) -> type[ApiError]:
     if error_code:
         prefix, _, number = error_code.partition(".")
-        if prefix in ("APIGW", "APIG") and number in _GATEWAY_CODES:
-            return _GATEWAY_CODES[number]
+        refined = _GATEWAY_CODES.get(number) if prefix in ("APIGW", "APIG") else None
+        # A code refines the status but never makes a 4xx (other than 429) retryable: a 401 is
+        # never retried, whatever its body says, since five in a row lock the key.
+        if refined is not None and not (400 <= status < 500 and status != 429 and refined in _RETRYABLE):
+            return refined
     if status in (401, 403):
         return AuthError
     if status == 429:

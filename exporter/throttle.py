@@ -12,12 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 
-from exporter.errors import DeadlineExceeded
+from exporter.errors import DeadlineExceeded, ThrottledError
 
 # With no configured limit the first 429 still needs a rate to halve: start from this one.
 _UNLIMITED_FALLBACK_RATE = 20.0
 _MIN_RATE = 0.5
 _RECOVERY_FACTOR = 1.05
+# Requests in flight when the API starts to throttle all come back 429: one halving per this
+# window, not one per answer.
+_THROTTLE_WINDOW = 2.0
 
 
 class RateLimiter:
@@ -36,6 +39,7 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._updated = clock()
+        self._calm_until = -math.inf
         self._lock = threading.Lock()
 
     @property
@@ -53,6 +57,8 @@ class RateLimiter:
             self._updated = now
             wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self._rate
             if now + wait > deadline:
+                if self._rate < self._configured:
+                    raise ThrottledError("slowed down by 429s: the next request would miss the deadline")
                 raise DeadlineExceeded("the request-rate limit leaves no slot before the scrape deadline")
             # Take the token now, even if it is only due later: the next caller queues behind us.
             self._tokens -= 1
@@ -60,8 +66,12 @@ class RateLimiter:
             self._sleep(wait)
 
     def throttled(self) -> None:
-        """The API answered 429: halve the rate."""
+        """The API answered 429: halve the rate (once per throttling window)."""
         with self._lock:
+            now = self._clock()
+            if now < self._calm_until:
+                return
+            self._calm_until = now + _THROTTLE_WINDOW
             current = _UNLIMITED_FALLBACK_RATE if math.isinf(self._rate) else self._rate
             self._rate = max(_MIN_RATE, current / 2)
             self._tokens = min(self._tokens, 0.0)

@@ -17,8 +17,6 @@ from tests.conftest import error_body
     ("status", "code", "expected"),
     [
         # The gateway's code says more than the status: a 0308 is throttling whatever the status.
-        (400, "APIGW.0308", ThrottledError),
-        (400, "APIG.0308", ThrottledError),
         (500, "APIGW.0301", AuthError),
         (200, "APIGW.0613", ServerError),
         (400, "VOD.10053", BadResponseError),
@@ -28,6 +26,20 @@ from tests.conftest import error_body
 def test_gateway_codes_with_either_prefix_decide_the_class(status: int, code: str, expected: type) -> None:
     error = classify_response(status, error_body(code, "x"), None)
     assert type(error) is expected and error.error_code == code
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (401, "APIGW.0308", AuthError),
+        (403, "APIGW.0613", AuthError),
+        (400, "APIG.0601", BadResponseError),
+        (400, "APIGW.0308", BadResponseError),
+    ],
+)
+def test_a_code_never_makes_a_client_error_retryable(status: int, code: str, expected: type) -> None:
+    error = classify_response(status, error_body(code, "x"), None)
+    assert type(error) is expected and not is_retryable(error)
 
 
 def test_iam_keystone_error_shape_is_read() -> None:

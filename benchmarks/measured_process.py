@@ -1,0 +1,76 @@
+"""The protocol between the harness and the processes it measures.
+
+Each measured side (the exporter, the naive baseline) runs in a fresh interpreter so that its CPU
+time and peak RSS are its own. It reads the simulator's credentials from the environment (never
+from its arguments, where ``ps`` would show them) and prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+ACCESS_KEY_VARIABLE = "HUAWEICLOUD_SDK_AK"
+SECRET_KEY_VARIABLE = "HUAWEICLOUD_SDK_SK"
+PAGE_SIZE = 100
+
+
+class MeasuredProcessFailed(RuntimeError):
+    """A measured process exited with an error; the message ends with its stderr."""
+
+
+def child_environment(extra: dict[str, str]) -> dict[str, str]:
+    """The environment for a child: ours, the repository importable, and ``extra``."""
+    paths = [str(REPOSITORY), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **extra}
+
+
+def credentials_environment(access_key: str, secret_key: str) -> dict[str, str]:
+    return {ACCESS_KEY_VARIABLE: access_key, SECRET_KEY_VARIABLE: secret_key}
+
+
+def credentials_from_environment() -> tuple[str, str]:
+    try:
+        return os.environ[ACCESS_KEY_VARIABLE], os.environ[SECRET_KEY_VARIABLE]
+    except KeyError as missing:
+        raise SystemExit(f"set {missing.args[0]} (the simulator's access key pair)") from None
+
+
+def peak_rss_bytes() -> int:
+    """This process' resident-set high-water mark (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def count_samples(exposition: bytes) -> int:
+    return sum(1 for line in exposition.split(b"\n") if line and not line.startswith(b"#"))
+
+
+def emit(result: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def run_measured(module: str, args: list[str], extra_env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Run ``python -m module args`` and return the JSON object it printed."""
+    completed = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=child_environment(extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if completed.returncode != 0:
+        tail = completed.stderr.strip().splitlines()[-20:]
+        raise MeasuredProcessFailed(f"{module} exited with {completed.returncode}:\n" + "\n".join(tail))
+    lines = completed.stdout.strip().splitlines()
+    if not lines:
+        raise MeasuredProcessFailed(f"{module} printed no result")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result

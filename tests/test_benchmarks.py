@@ -1,0 +1,179 @@
+"""The benchmark harness, run end to end at a tiny size: every figure is reported.
+
+No timing is asserted here (the harness measures, it does not judge a shared machine); what is
+checked is that each figure is present and sane, and that a listing costs ``ceil(N/100)`` calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import report, run
+
+TASKS = 300
+
+CONFIGURATION_FIELDS = {
+    "tasks",
+    "latency_seconds",
+    "concurrency",
+    "pages",
+    "expected_api_calls",
+    "lower_bound_seconds",
+    "wall_to_bound_ratio",
+    "exporter",
+    "baseline",
+    "baseline_skipped",
+    "speedup",
+}
+SIDE_FIELDS = {
+    "repetitions",
+    "listing_wall_seconds",
+    "listing_wall_seconds_min",
+    "render_seconds",
+    "mean_request_seconds",
+    "scrape_wall_seconds",
+    "api_calls",
+    "cpu_seconds_per_1000_tasks",
+    "listing_cpu_us_per_task",
+    "render_us_per_sample",
+    "samples",
+    "series_tasks",
+    "exposition_bytes",
+    "rss_at_start_bytes",
+    "peak_rss_bytes",
+    "listings",
+}
+PARSE_FIELDS = {
+    "tasks",
+    "rounds",
+    "json_decode_us_per_task",
+    "parse_us_per_task",
+    "fold_us_per_task",
+    "parse_and_fold_us_per_task",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], str]:
+    output = tmp_path_factory.mktemp("benchmark") / "result.json"
+    args = ["--tasks", str(TASKS), "--latency", "0", "--repeat", "1", "--start-repeat", "1"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert run.main([*args, "--json", str(output)]) == 0
+    return json.loads(Path(output).read_text()), printed.getvalue()
+
+
+def test_the_json_has_every_figure(tiny_run: tuple[dict[str, object], str]) -> None:
+    result, _ = tiny_run
+    assert isinstance(result, dict)
+    assert {"command", "machine", "process_start", "configurations", "targets"} <= set(result)
+    machine = result["machine"]
+    assert isinstance(machine, dict)
+    assert {"cpus", "cpu_model", "memory", "python", "load_average_at_start"} <= set(machine)
+    configurations = result["configurations"]
+    assert isinstance(configurations, list) and len(configurations) == 1
+    (configuration,) = configurations
+    assert set(configuration) == CONFIGURATION_FIELDS
+    for side in ("exporter", "baseline"):
+        assert set(configuration[side]) >= SIDE_FIELDS, side
+        assert configuration[side]["samples"] > 0
+        assert configuration[side]["exposition_bytes"] > 0
+        assert configuration[side]["peak_rss_bytes"] > 0
+    assert set(configuration["exporter"]["parse_and_fold"]) == PARSE_FIELDS
+    assert configuration["exporter"]["parse_and_fold"]["tasks"] == TASKS
+    assert configuration["speedup"] > 0
+    start = result["process_start"]
+    assert isinstance(start, dict)
+    assert start["best_seconds"] > 0 and "0.1.0" in start["output"]
+
+
+def test_a_listing_costs_one_call_per_hundred_tasks(tiny_run: tuple[dict[str, object], str]) -> None:
+    result, _ = tiny_run
+    configurations = result["configurations"]
+    assert isinstance(configurations, list)
+    (configuration,) = configurations
+    assert configuration["expected_api_calls"] == math.ceil(TASKS / 100) == 3
+    assert configuration["exporter"]["api_calls"] == [3]
+    assert configuration["baseline"]["api_calls"] == [3]
+    # Every task arrived: the naive side keeps a series per task, the exporter listed them all.
+    assert configuration["exporter"]["listings"][0]["tasks"] == TASKS
+    assert configuration["baseline"]["series_tasks"] == TASKS
+
+
+def test_the_table_and_targets_are_printed(tiny_run: tuple[dict[str, object], str]) -> None:
+    _, printed = tiny_run
+    assert "| parse+fold µs/task |" in printed
+    assert f"|     {TASKS} |" in printed
+    assert "| API calls = ceil(N/100) on every listing | exact on all 1 listings | met |" in printed
+
+
+def test_lower_bound_is_the_first_page_then_rounds_of_concurrent_pages() -> None:
+    assert report.pages_for(0) == 1  # an empty listing still costs a call
+    assert report.pages_for(10_000) == 100
+    assert report.pages_for(10_001) == 101
+    assert report.lower_bound(0.1, 1000, 4) == pytest.approx(0.1 * 251)
+    assert report.lower_bound(0.02, 100, 4) == pytest.approx(0.02 * 26)
+    assert report.lower_bound(0.02, 1, 4) == pytest.approx(0.02)
+
+
+def _measured(wall: float, calls: int) -> dict[str, object]:
+    listing = {
+        "tasks": 10_000,
+        "series_tasks": 1000,
+        "wall_seconds": wall,
+        "cpu_seconds": 0.2,
+        "api_calls": calls,
+        "mean_request_seconds": 0.021,
+        "render_seconds": 0.01,
+        "render_cpu_seconds": 0.01,
+        "exposition_bytes": 800_000,
+        "samples": 5000,
+    }
+    parse = {
+        "tasks": 10_000,
+        "rounds": 5,
+        "json_decode_us_per_task": 1.0,
+        "parse_us_per_task": 5.0,
+        "fold_us_per_task": 1.5,
+        "parse_and_fold_us_per_task": 6.5,
+    }
+    return {"listings": [listing], "rss_at_start_bytes": 1, "peak_rss_bytes": 2, "parse_and_fold": parse}
+
+
+def _targets(wall: float, calls: int) -> dict[str, report.TargetOutcome]:
+    configuration = report.summarize_configuration(
+        tasks=10_000,
+        latency=0.02,
+        concurrency=4,
+        exporter=_measured(wall, calls),
+        baseline=None,
+        baseline_skipped="not run",
+    )
+    outcomes = report.evaluate_targets([configuration], None)
+    return {outcome.target.split(" ")[0]: outcome for outcome in outcomes}
+
+
+def test_a_slow_listing_misses_the_wall_time_target() -> None:
+    assert _targets(wall=0.6, calls=100)["wall"].met is True  # 0.6 s against 0.52 s
+    slow = _targets(wall=0.728, calls=100)["wall"]
+    assert slow.met is False
+    assert slow.measured == "1.40x (L=20 ms, C=4)"
+
+
+def test_a_wasted_request_misses_the_api_calls_target() -> None:
+    assert _targets(wall=0.6, calls=100)["API"].met is True
+    wasted = _targets(wall=0.6, calls=101)["API"]
+    assert wasted.met is False
+    assert "expected 100" in wasted.measured
+
+
+def test_targets_not_measured_are_neither_met_nor_missed() -> None:
+    outcomes = _targets(wall=0.6, calls=100)
+    assert outcomes["≥"].met is None  # no baseline in this run
+    assert outcomes["`vod-exporter"].met is None

@@ -1,6 +1,8 @@
 """Counts and latencies of every HTTP attempt against the API: the quota bill.
 
-The client records here; the collector renders it as ``huaweicloud_vod_api_requests_total`` and
+``CountingTransport`` sits under both HTTP clients (VOD and IAM), so every attempt is counted in
+this one place: retries, the resend after a token renewal, and attempts that got no answer. The
+collector renders it as ``huaweicloud_vod_api_requests_total`` and
 ``huaweicloud_vod_api_request_duration_seconds``.
 """
 
@@ -8,8 +10,12 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import httpx
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -47,3 +53,38 @@ class ApiRequestStats:
     def latencies(self) -> dict[str, LatencyHistogram]:
         with self._lock:
             return {op: LatencyHistogram(tuple(b), self._sums[op]) for op, b in self._buckets.items()}
+
+
+class CountingTransport(httpx.BaseTransport):
+    """Records each request that passes through: its status, or ``timeout`` / ``network_error``.
+
+    Latency is measured to the response headers; the body is read by the caller.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        stats: ApiRequestStats,
+        operation: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._inner = inner
+        self._stats = stats
+        self._operation = operation
+        self._clock = clock
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        started = self._clock()
+        try:
+            response = self._inner.handle_request(request)
+        except httpx.TimeoutException:
+            self._stats.observe(self._operation, "timeout", self._clock() - started)
+            raise
+        except httpx.TransportError:
+            self._stats.observe(self._operation, "network_error", self._clock() - started)
+            raise
+        self._stats.observe(self._operation, str(response.status_code), self._clock() - started)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()

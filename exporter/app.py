@@ -12,8 +12,9 @@ import httpx
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from exporter import __version__
-from exporter.api_metrics import ApiRequestStats
+from exporter.api_metrics import ApiRequestStats, CountingTransport
 from exporter.auth import build_auth
+from exporter.client import OPERATION as LIST_OPERATION
 from exporter.client import VodClient
 from exporter.collector import VodCollector
 from exporter.config import Config
@@ -39,27 +40,30 @@ class Exporter:
         self.config = config
         self._clock = clock
         self.api_stats = ApiRequestStats()
+        api = config.api
         self._iam_http = httpx.Client(
-            timeout=config.api.request_timeout,
-            verify=config.api.verify_tls,
+            timeout=api.request_timeout,
             headers={"User-Agent": USER_AGENT},
-            event_hooks={"request": [self._iam_started], "response": [self._iam_answered]},
+            transport=CountingTransport(
+                httpx.HTTPTransport(verify=api.verify_tls), self.api_stats, IAM_OPERATION
+            ),
         )
         auth = build_auth(
             credentials,
-            project_id=config.api.project_id,
+            project_id=api.project_id,
             iam_endpoint=config.iam_endpoint,
             iam_http=self._iam_http,
             clock=wall_clock,
         )
-        connections = config.api.concurrency
+        limits = httpx.Limits(max_connections=api.concurrency, max_keepalive_connections=api.concurrency)
         self._http = httpx.Client(
             auth=auth,
-            verify=config.api.verify_tls,
             headers={"User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            transport=CountingTransport(
+                httpx.HTTPTransport(verify=api.verify_tls, limits=limits), self.api_stats, LIST_OPERATION
+            ),
         )
-        self.client = VodClient(config.api, self._http, self.api_stats, clock=clock)
+        self.client = VodClient(api, self._http, clock=clock)
         self.store = TaskStore(config.api.project_id, config.series, started_at=wall_clock())
         self.coordinator = ListingCoordinator(
             self.client,
@@ -100,11 +104,3 @@ class Exporter:
         self.client.close()
         self._http.close()
         self._iam_http.close()
-
-    # IAM token requests are part of the quota bill too.
-    def _iam_started(self, request: httpx.Request) -> None:
-        request.extensions["vod_exporter_started"] = self._clock()
-
-    def _iam_answered(self, response: httpx.Response) -> None:
-        started = response.request.extensions.get("vod_exporter_started", self._clock())
-        self.api_stats.observe(IAM_OPERATION, str(response.status_code), self._clock() - started)

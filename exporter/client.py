@@ -3,6 +3,10 @@
 The first page tells the ``total``; the rest are fetched concurrently, at most ``concurrency`` at a
 time and under the request-rate limit, and handed to the caller in the order they arrive. At most
 ``concurrency`` pages are held at once, so memory does not grow with the number of tasks.
+
+Every page, the first included, is fetched by a worker thread and waited for with the deadline, so
+the caller gets its answer in time even when the API stalls mid-body; the workers stop reading at
+the deadline too. API calls are counted by ``api_metrics.CountingTransport`` under the HTTP client.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ from dataclasses import dataclass
 
 import httpx
 
-from exporter.api_metrics import ApiRequestStats
 from exporter.config import ApiSettings
 from exporter.errors import (
     ApiError,
     BadResponseError,
     DeadlineExceeded,
+    InconsistentListing,
     NetworkError,
     RequestTimeout,
     ThrottledError,
@@ -51,7 +55,6 @@ class VodClient:
         self,
         settings: ApiSettings,
         http: httpx.Client,
-        stats: ApiRequestStats,
         *,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
@@ -59,7 +62,6 @@ class VodClient:
     ) -> None:
         self._settings = settings
         self._http = http
-        self._stats = stats
         self._clock = clock
         self._jitter = jitter
         self._limiter = limiter or RateLimiter(settings.rate_limit, settings.concurrency, clock=clock)
@@ -76,40 +78,40 @@ class VodClient:
         had (after the retries the rules allow) or the deadline passes.
         """
         abandoned = threading.Event()
-        first = self._fetch_page(0, deadline, abandoned)
-        yield first
-        size = self._settings.page_size
-        offsets = iter(range(size, first.total, size))
-        pending: set[Future[Page]] = set()
+        pending: set[Future[Page]] = {self._pool.submit(self._fetch_page, 0, deadline, abandoned, None)}
         try:
-            for offset in offsets:
+            (first,) = self._collect(pending, deadline, block_for_one=True)
+            yield first
+            size = self._settings.page_size
+            for offset in range(size, first.total, size):
                 if len(pending) >= self._settings.concurrency:
                     yield from self._collect(pending, deadline, block_for_one=True)
-                pending.add(self._pool.submit(self._fetch_page, offset, deadline, abandoned))
+                pending.add(self._pool.submit(self._fetch_page, offset, deadline, abandoned, first.total))
                 yield from self._collect(pending, deadline, block_for_one=False)
             while pending:
                 yield from self._collect(pending, deadline, block_for_one=True)
         finally:
             # Reached on error, on deadline and when the caller stops early: stop the workers'
-            # retries and drop pages not yet started.
+            # retries and reads, and drop pages not yet started.
             abandoned.set()
             for future in pending:
                 future.cancel()
 
-    def _collect(self, pending: set[Future[Page]], deadline: float, *, block_for_one: bool) -> Iterator[Page]:
+    def _collect(self, pending: set[Future[Page]], deadline: float, *, block_for_one: bool) -> list[Page]:
         timeout = max(0.0, deadline - self._clock()) if block_for_one else 0.0
         done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
         if block_for_one and not done:
             raise DeadlineExceeded("the listing did not finish before the scrape deadline")
-        for future in done:
-            pending.discard(future)
-            yield future.result()  # re-raises the page's ApiError
+        pending.difference_update(done)
+        return [future.result() for future in done]  # re-raises a page's error
 
-    def _fetch_page(self, offset: int, deadline: float, abandoned: threading.Event) -> Page:
+    def _fetch_page(
+        self, offset: int, deadline: float, abandoned: threading.Event, expected_total: int | None
+    ) -> Page:
         attempt = 0
         while True:
             try:
-                return self._request_page(offset, deadline)
+                page = self._request_page(offset, deadline, abandoned)
             except ApiError as error:
                 if not is_retryable(error) or attempt >= self._settings.max_retries or abandoned.is_set():
                     raise
@@ -123,6 +125,14 @@ class VodClient:
                 if abandoned.wait(delay):
                     raise
                 attempt += 1
+                continue
+            if expected_total is not None and not page.tasks and not page.invalid:
+                # A total that the pages do not bear out: stop paging now rather than spend
+                # the quota on empty pages until the deadline.
+                raise InconsistentListing(
+                    f"the page at offset {offset} is empty although the API reported {expected_total} tasks"
+                )
+            return page
 
     def _backoff(self, attempt: int, *, throttled: bool) -> float:
         if throttled:
@@ -132,7 +142,7 @@ class VodClient:
         ceiling: float = min(self._settings.backoff_max, self._settings.backoff_base * 2.0**attempt)
         return ceiling * (0.5 + 0.5 * self._jitter())
 
-    def _request_page(self, offset: int, deadline: float) -> Page:
+    def _request_page(self, offset: int, deadline: float, abandoned: threading.Event) -> Page:
         if deadline - self._clock() <= 0:
             raise DeadlineExceeded("the listing did not finish before the scrape deadline")
         self._limiter.acquire(deadline)
@@ -140,25 +150,33 @@ class VodClient:
         if remaining <= 0:
             raise DeadlineExceeded("the listing did not finish before the scrape deadline")
         params = {"offset": str(offset), "limit": str(self._settings.page_size)}
-        started = self._clock()
+        timeout = min(self._settings.request_timeout, remaining)
         try:
-            response = self._http.get(
-                self._url, params=params, timeout=min(self._settings.request_timeout, remaining)
-            )
+            with self._http.stream("GET", self._url, params=params, timeout=timeout) as response:
+                body = self._read_body(response, deadline, abandoned)
         except httpx.TimeoutException as error:
-            self._stats.observe(OPERATION, "timeout", self._clock() - started)
             if self._clock() >= deadline:
                 raise DeadlineExceeded("the listing did not finish before the scrape deadline") from error
             raise RequestTimeout(f"no answer within {self._settings.request_timeout:g}s") from error
         except httpx.TransportError as error:
-            self._stats.observe(OPERATION, "network_error", self._clock() - started)
             raise NetworkError(f"{type(error).__name__}: {error}") from error
-        self._stats.observe(OPERATION, str(response.status_code), self._clock() - started)
+        except httpx.DecodingError as error:
+            raise BadResponseError(f"the body cannot be decoded: {error}") from error
         request_id = response.headers.get("X-Request-Id")
         if response.status_code != 200:
-            raise classify_response(response.status_code, response.content, request_id)
+            raise classify_response(response.status_code, body, request_id)
         self._limiter.succeeded()
-        return parse_page(offset, response.content, request_id)
+        return parse_page(offset, body, request_id)
+
+    def _read_body(self, response: httpx.Response, deadline: float, abandoned: threading.Event) -> bytes:
+        # httpx's timeouts bound each read, not the whole body: an API that drips its answer
+        # would hold this thread past the deadline, so the body is read in chunks and checked.
+        chunks = []
+        for chunk in response.iter_bytes():
+            if abandoned.is_set() or self._clock() >= deadline:
+                raise DeadlineExceeded("the listing did not finish before the scrape deadline")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def parse_page(offset: int, body: bytes, request_id: str | None = None) -> Page:

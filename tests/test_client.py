@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 import respx
 
-from exporter.api_metrics import ApiRequestStats
-from exporter.client import VodClient, parse_page
+from exporter.api_metrics import ApiRequestStats, CountingTransport
+from exporter.client import OPERATION, VodClient, parse_page
 from exporter.config import ApiSettings
 from exporter.errors import (
     ApiError,
     AuthError,
     BadResponseError,
     DeadlineExceeded,
+    InconsistentListing,
     NetworkError,
     RequestTimeout,
     ServerError,
@@ -26,15 +29,11 @@ from exporter.errors import (
 from tests.conftest import TASKS_URL, body, error_body, record
 
 
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client() as client:
-        yield client
-
-
-def make_client(settings: ApiSettings, http: httpx.Client) -> tuple[VodClient, ApiRequestStats]:
+def make_client(settings: ApiSettings) -> tuple[VodClient, ApiRequestStats]:
+    """A client over a real httpx transport (intercepted by respx), counted as in production."""
     stats = ApiRequestStats()
-    return VodClient(settings, http, stats), stats
+    http = httpx.Client(transport=CountingTransport(httpx.HTTPTransport(), stats, OPERATION))
+    return VodClient(settings, http), stats
 
 
 def serve_listing(mock: respx.MockRouter, count: int) -> respx.Route:
@@ -54,9 +53,9 @@ def far_deadline() -> float:
 
 @pytest.mark.parametrize(("count", "calls"), [(0, 1), (1, 1), (100, 1), (101, 2), (10_050, 101)])
 def test_pages_through_every_task_with_one_call_per_page(
-    api_settings: ApiSettings, http: httpx.Client, count: int, calls: int
+    api_settings: ApiSettings, count: int, calls: int
 ) -> None:
-    client, stats = make_client(api_settings, http)
+    client, stats = make_client(api_settings)
     with respx.mock(assert_all_called=False) as mock:
         route = serve_listing(mock, count)
         pages = list(client.iter_pages(far_deadline()))
@@ -93,14 +92,13 @@ def test_pages_through_every_task_with_one_call_per_page(
 )
 def test_error_answers_become_typed_errors_with_code_and_request_id(
     api_settings: ApiSettings,
-    http: httpx.Client,
     status: int,
     content: bytes,
     error_class: type[ApiError],
     code: str | None,
 ) -> None:
     settings = ApiSettings(**{**api_settings.__dict__, "max_retries": 0})
-    client, stats = make_client(settings, http)
+    client, stats = make_client(settings)
     with respx.mock() as mock:
         mock.get(TASKS_URL).respond(status, content=content, headers={"X-Request-Id": "rid-42"})
         with pytest.raises(error_class) as caught:
@@ -112,8 +110,8 @@ def test_error_answers_become_typed_errors_with_code_and_request_id(
     assert stats.requests() == {("list_editing_tasks", str(status)): 1}
 
 
-def test_request_id_falls_back_to_the_body(api_settings: ApiSettings, http: httpx.Client) -> None:
-    client, _ = make_client(api_settings, http)
+def test_request_id_falls_back_to_the_body(api_settings: ApiSettings) -> None:
+    client, _ = make_client(api_settings)
     with respx.mock() as mock:
         mock.get(TASKS_URL).respond(400, content=error_body("VOD.10053", "bad", request_id="from-body"))
         with pytest.raises(BadResponseError) as caught:
@@ -122,8 +120,8 @@ def test_request_id_falls_back_to_the_body(api_settings: ApiSettings, http: http
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
-def test_client_errors_are_never_retried(api_settings: ApiSettings, http: httpx.Client, status: int) -> None:
-    client, _ = make_client(api_settings, http)
+def test_client_errors_are_never_retried(api_settings: ApiSettings, status: int) -> None:
+    client, _ = make_client(api_settings)
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).respond(status, content=error_body("APIGW.0301", "no"))
         with pytest.raises(ApiError):
@@ -143,9 +141,9 @@ def test_client_errors_are_never_retried(api_settings: ApiSettings, http: httpx.
     ],
 )
 def test_transient_failures_are_retried(
-    api_settings: ApiSettings, http: httpx.Client, failure: httpx.Response | Exception
+    api_settings: ApiSettings, failure: httpx.Response | Exception
 ) -> None:
-    client, _ = make_client(api_settings, http)
+    client, _ = make_client(api_settings)
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).mock(
             side_effect=[failure, httpx.Response(200, content=body([record(1)]))]
@@ -165,12 +163,11 @@ def test_transient_failures_are_retried(
 )
 def test_retries_stop_after_the_configured_number(
     api_settings: ApiSettings,
-    http: httpx.Client,
     failure: httpx.Response | Exception,
     error_class: type[ApiError],
     code: str,
 ) -> None:
-    client, stats = make_client(api_settings, http)  # max_retries=3
+    client, stats = make_client(api_settings)  # max_retries=3
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).mock(side_effect=[failure] * 10)
         with pytest.raises(error_class):
@@ -179,14 +176,14 @@ def test_retries_stop_after_the_configured_number(
     assert stats.requests() == {("list_editing_tasks", code): 4}
 
 
-def test_a_429_halves_the_request_rate(http: httpx.Client) -> None:
+def test_a_429_halves_the_request_rate() -> None:
     settings = ApiSettings(
         endpoint="https://vod.cn-north-4.myhuaweicloud.com",
         project_id="0123456789abcdef0123456789abcdef",
         rate_limit=8,
         throttle_backoff=0.001,
     )
-    client, _ = make_client(settings, http)
+    client, _ = make_client(settings)
     with respx.mock() as mock:
         mock.get(TASKS_URL).mock(
             side_effect=[
@@ -198,14 +195,14 @@ def test_a_429_halves_the_request_rate(http: httpx.Client) -> None:
     assert client._limiter.rate < 8
 
 
-def test_backoff_that_would_pass_the_deadline_reports_the_cause(http: httpx.Client) -> None:
+def test_backoff_that_would_pass_the_deadline_reports_the_cause() -> None:
     settings = ApiSettings(
         endpoint="https://vod.cn-north-4.myhuaweicloud.com",
         project_id="0123456789abcdef0123456789abcdef",
         rate_limit=0,
         throttle_backoff=30,
     )
-    client, _ = make_client(settings, http)
+    client, _ = make_client(settings)
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).respond(429, content=error_body("APIGW.0308", "throttled"))
         with pytest.raises(ThrottledError):
@@ -213,7 +210,7 @@ def test_backoff_that_would_pass_the_deadline_reports_the_cause(http: httpx.Clie
     assert route.call_count == 1
 
 
-def test_deadline_ends_the_listing_in_time(api_settings: ApiSettings, http: httpx.Client) -> None:
+def test_deadline_ends_the_listing_in_time(api_settings: ApiSettings) -> None:
     release = threading.Event()
     records = [record(i) for i in range(300)]
 
@@ -223,7 +220,7 @@ def test_deadline_ends_the_listing_in_time(api_settings: ApiSettings, http: http
             release.wait(10)  # later pages hang until the test is over
         return httpx.Response(200, content=body(records[offset : offset + 100], total=300))
 
-    client, _ = make_client(api_settings, http)
+    client, _ = make_client(api_settings)
     try:
         with respx.mock() as mock:
             mock.get(TASKS_URL).mock(side_effect=page)
@@ -236,7 +233,7 @@ def test_deadline_ends_the_listing_in_time(api_settings: ApiSettings, http: http
         client.close()
 
 
-def test_pages_after_the_first_are_fetched_concurrently_within_the_bound(http: httpx.Client) -> None:
+def test_pages_after_the_first_are_fetched_concurrently_within_the_bound() -> None:
     settings = ApiSettings(
         endpoint="https://vod.cn-north-4.myhuaweicloud.com",
         project_id="0123456789abcdef0123456789abcdef",
@@ -263,7 +260,7 @@ def test_pages_after_the_first_are_fetched_concurrently_within_the_bound(http: h
             with lock:
                 in_flight -= 1
 
-    client, _ = make_client(settings, http)
+    client, _ = make_client(settings)
     with respx.mock() as mock:
         mock.get(TASKS_URL).mock(side_effect=page)
         pages = list(client.iter_pages(far_deadline()))
@@ -296,10 +293,103 @@ def test_parse_page_rejects_a_malformed_body(content: bytes) -> None:
         parse_page(0, content)
 
 
-def test_a_malformed_body_is_not_retried(api_settings: ApiSettings, http: httpx.Client) -> None:
-    client, _ = make_client(api_settings, http)
+def test_a_malformed_body_is_not_retried(api_settings: ApiSettings) -> None:
+    client, _ = make_client(api_settings)
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).respond(200, content=b"{truncated")
         with pytest.raises(BadResponseError):
             list(client.iter_pages(far_deadline()))
     assert route.call_count == 1
+
+
+def test_a_total_the_pages_do_not_bear_out_stops_paging_at_once(api_settings: ApiSettings) -> None:
+    client, _ = make_client(api_settings)
+
+    def page(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        records = [record(i) for i in range(100)] if offset == 0 else []
+        return httpx.Response(200, content=body(records, total=1_000_000))
+
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).mock(side_effect=page)
+        with pytest.raises(InconsistentListing, match="empty although the API reported 1000000"):
+            list(client.iter_pages(far_deadline()))
+    # The first page, then at most one window of concurrent pages: not 10,000 calls.
+    assert route.call_count <= 1 + 2 * api_settings.concurrency
+    client.close()
+
+
+def test_a_stalled_first_page_still_ends_at_the_deadline(api_settings: ApiSettings) -> None:
+    release = threading.Event()
+
+    def stall(request: httpx.Request) -> httpx.Response:
+        release.wait(10)
+        return httpx.Response(200, content=body([]))
+
+    client, _ = make_client(api_settings)
+    try:
+        # The route counts as called only once the stalled answer returns, after the block.
+        with respx.mock(assert_all_called=False) as mock:
+            mock.get(TASKS_URL).mock(side_effect=stall)
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                list(client.iter_pages(started + 0.3))
+            assert time.monotonic() - started < 5
+    finally:
+        release.set()
+        client.close()
+
+
+@contextmanager
+def raw_server(answer: Callable[[socket.socket, threading.Event], None]) -> Iterator[str]:
+    """A one-connection HTTP server on a real socket that answers with ``answer(connection, stop)``."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            answer(connection, stop)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)
+
+
+def test_an_answer_that_drips_in_is_cut_off_at_the_deadline() -> None:
+    def drip(connection: socket.socket, stop: threading.Event) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        while not stop.wait(0.1):  # one byte every 0.1 s: the body would take 100 s
+            try:
+                connection.sendall(b" ")
+            except OSError:
+                return
+
+    with raw_server(drip) as url:
+        client, _ = make_client(ApiSettings(endpoint=url, project_id="p1", rate_limit=0, max_retries=0))
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            list(client.iter_pages(started + 0.5))
+        assert time.monotonic() - started < 5
+        client.close()
+
+
+def test_a_body_that_cannot_be_decoded_is_a_bad_response_and_is_billed() -> None:
+    def corrupt(connection: socket.socket, stop: threading.Event) -> None:
+        body = b"not gzip at all"
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    with raw_server(corrupt) as url:
+        client, stats = make_client(ApiSettings(endpoint=url, project_id="p1", rate_limit=0, max_retries=0))
+        with pytest.raises(BadResponseError, match="cannot be decoded"):
+            list(client.iter_pages(time.monotonic() + 10))
+        client.close()
+    assert stats.requests() == {("list_editing_tasks", "200"): 1}

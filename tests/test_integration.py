@@ -48,7 +48,7 @@ def start_simulator(world: WorldSettings, **kwargs: object) -> Simulator:
     return simulator
 
 
-def exporter_for(simulator: Simulator, credentials: object = None, **api: object) -> Exporter:
+def config_for(simulator: Simulator, **api: object) -> Config:
     settings = ApiSettings(
         endpoint=simulator.url,
         project_id=PROJECT,
@@ -58,7 +58,11 @@ def exporter_for(simulator: Simulator, credentials: object = None, **api: object
         throttle_backoff=0.01,
         **api,  # type: ignore[arg-type]
     )
-    config = Config(region="", api=settings, iam_endpoint=simulator.url, scrape=ScrapeSettings(timeout=20))
+    return Config(region="", api=settings, iam_endpoint=simulator.url, scrape=ScrapeSettings(timeout=20))
+
+
+def exporter_for(simulator: Simulator, credentials: object = None, **api: object) -> Exporter:
+    config = config_for(simulator, **api)
     return Exporter(config, credentials or AkSkCredentials(AK, SK), wall_clock=simulator.world._clock)  # type: ignore[arg-type]
 
 
@@ -90,6 +94,14 @@ def test_counts_equal_the_ground_truth_with_one_call_per_page(frozen_simulator: 
     pages = max(1, math.ceil(frozen_simulator.world.total() / 100))
     assert frozen_simulator.requests.count("tasks", 200) == pages
     assert frozen_simulator.requests.snapshot() == {("tasks", 200): pages}
+    assert_bill_matches(exporter, frozen_simulator)
+
+
+def assert_bill_matches(exporter: Exporter, simulator: Simulator) -> None:
+    """Every request the simulator received is in huaweicloud_vod_api_requests_total, by status."""
+    kinds = {"list_editing_tasks": "tasks", "iam_token": "tokens"}
+    billed = {(kinds[op], int(code)): n for (op, code), n in exporter.api_stats.requests().items()}
+    assert billed == simulator.requests.snapshot()
 
 
 def test_wrong_secret_key_is_one_401_and_never_retried(frozen_simulator: Simulator) -> None:
@@ -124,7 +136,7 @@ def test_iam_token_auth_with_refresh_before_expiry() -> None:
         assert exporter.list_once().up
         assert simulator.requests.count("tokens", 201) == 2
         assert simulator.requests.count("tasks", 401) == 0
-        assert ("iam_token", "201") in exporter.api_stats.requests()
+        assert_bill_matches(exporter, simulator)
     finally:
         exporter.close()
         simulator.stop()
@@ -147,6 +159,31 @@ def test_an_expired_token_is_renewed_once_and_the_listing_succeeds() -> None:
         assert exporter.list_once().up
         assert simulator.requests.count("tokens", 201) == 2
         assert simulator.requests.count("tasks", 401) <= 1
+        assert_bill_matches(exporter, simulator)
+    finally:
+        exporter.close()
+        simulator.stop()
+
+
+def test_a_token_the_api_calls_expired_is_renewed_and_the_resend_is_billed() -> None:
+    api_clock = WallClock()  # the API's clock runs ahead of the exporter's
+    simulator = start_simulator(
+        WorldSettings(tasks=50, seed=5, frozen=True),
+        iam_users=[IamUser("svc-monitor", "pw-123", domain="acme")],
+        token_lifetime=6 * 3600,
+        clock=api_clock,
+    )
+    exporter = Exporter(
+        config_for(simulator),
+        IamPasswordCredentials(username="svc-monitor", domain="acme", password="pw-123"),
+    )
+    try:
+        assert exporter.list_once().up
+        api_clock.shift = 7 * 3600  # the API now sees the token as expired; the exporter does not
+        assert exporter.list_once().up
+        assert simulator.requests.count("tasks", 401) == 1  # one APIGW.0307, then one renewal
+        assert simulator.requests.count("tokens", 201) == 2
+        assert_bill_matches(exporter, simulator)
     finally:
         exporter.close()
         simulator.stop()

@@ -6,7 +6,6 @@ from exporter.errors import (
     AuthError,
     BadResponseError,
     ServerError,
-    ThrottledError,
     classify_response,
     is_retryable,
 )

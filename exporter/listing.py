@@ -40,13 +40,14 @@ class ListingCoordinator:
         self._lock = threading.Lock()
         self._in_flight: threading.Event | None = None
         self._last_finished: float | None = None
-        self.listings = 0  # listings started, for tests and the debug log
+        self.listings = 0  # listings started, named in the debug log
 
-    def refresh(self, deadline: float) -> None:
+    def refresh(self, deadline: float) -> bool:
         """Make the store current: run a listing, join the one in flight, or reuse a recent one.
 
-        Returns by ``deadline`` (a ``clock()`` value) at the latest; a listing that is joined and
-        outlives the deadline goes on, and this scrape is served what the store holds.
+        Returns by ``deadline`` (a ``clock()`` value) at the latest, and says whether the store
+        is current: False when the listing joined outlives this scrape's deadline (it goes on,
+        and the scrapes after this one get its result).
         """
         with self._lock:
             recent = (
@@ -54,14 +55,13 @@ class ListingCoordinator:
                 and self._clock() - self._last_finished < self._min_refresh_interval
             )
             if recent:
-                return
+                return True
             in_flight = self._in_flight
             if in_flight is None:
                 self._in_flight = threading.Event()
                 self.listings += 1
         if in_flight is not None:
-            in_flight.wait(timeout=max(0.0, deadline - self._clock()))
-            return
+            return in_flight.wait(timeout=max(0.0, deadline - self._clock()))
         try:
             self._run(deadline)
         finally:
@@ -70,6 +70,7 @@ class ListingCoordinator:
                 self._last_finished = self._clock()
             assert done is not None
             done.set()
+        return True
 
     def _run(self, deadline: float) -> None:
         started = self._clock()
@@ -89,7 +90,8 @@ class ListingCoordinator:
         elapsed = self._clock() - started
         self._store.record_success(builder, snapshot, elapsed)
         log.debug(
-            "listing done in %.2fs: %d tasks, %d per-task series",
+            "listing %d done in %.2fs: %d tasks, %d per-task series",
+            self.listings,
             elapsed,
             snapshot.reported_total,
             len(snapshot.series_tasks),

@@ -45,8 +45,9 @@ def scrape_budget(environ: WSGIEnvironment, settings: ScrapeSettings) -> float:
 class ExporterApp:
     def __init__(
         self,
-        refresh: Callable[[float], None],
+        refresh: Callable[[float], bool],
         registry: CollectorRegistry,
+        late_registry: CollectorRegistry,
         web: WebSettings,
         scrape: ScrapeSettings,
         *,
@@ -55,6 +56,8 @@ class ExporterApp:
     ) -> None:
         self._refresh = refresh
         self._metrics_app = make_wsgi_app(registry)
+        # For a scrape whose deadline passed while it waited for another scrape's listing.
+        self._late_metrics_app = make_wsgi_app(late_registry)
         self._web = web
         self._scrape = scrape
         self._clock = clock
@@ -64,8 +67,9 @@ class ExporterApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == self._web.telemetry_path:
-            self._refresh(self._clock() + scrape_budget(environ, self._scrape))
-            body: Iterable[bytes] = self._metrics_app(environ, start_response)
+            current = self._refresh(self._clock() + scrape_budget(environ, self._scrape))
+            app = self._metrics_app if current else self._late_metrics_app
+            body: Iterable[bytes] = app(environ, start_response)
             return body
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy.\n")

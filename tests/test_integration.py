@@ -11,9 +11,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import httpx
@@ -27,6 +28,7 @@ from exporter.simulator.faults import FaultSettings
 from exporter.simulator.identity import IamUser
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
+from exporter.web import ExporterServer
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 AK, SK = "AKINTEGRATION0001", "integration-secret-key"
@@ -359,3 +361,40 @@ def test_once_as_a_new_user_meets_it(frozen_simulator: Simulator, tmp_path: obje
     )
     assert right.returncode == 0, right.stderr
     assert f'huaweicloud_vod_editing_tasks_reported{{project_id="{PROJECT}"}} 10.0' in right.stdout
+
+
+@pytest.mark.parametrize("frozen_simulator", [150], indirect=True)
+def test_a_scrape_that_joins_a_slow_listing_answers_in_time_with_up_0(frozen_simulator: Simulator) -> None:
+    frozen_simulator.faults = FaultSettings(latency=1.0)
+    exporter = exporter_for(frozen_simulator)
+    server = ExporterServer(exporter.wsgi_app(), "127.0.0.1", 0)
+    server.start()
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    try:
+        results: dict[str, str] = {}
+        leader = threading.Thread(
+            target=lambda: results.update(
+                leader=httpx.get(url, headers={"X-Prometheus-Scrape-Timeout-Seconds": "10"}, timeout=20).text
+            )
+        )
+        leader.start()
+        poll_until(lambda: frozen_simulator.requests.count("tasks") + exporter.coordinator.listings > 0)
+        started = time.monotonic()
+        late = httpx.get(url, headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.8"}, timeout=20).text
+        assert time.monotonic() - started < 0.8
+        leader.join(20)
+        assert f'huaweicloud_vod_up{{project_id="{PROJECT}"}} 0.0' in late
+        assert "huaweicloud_vod_editing_tasks{" not in late
+        assert f'huaweicloud_vod_up{{project_id="{PROJECT}"}} 1.0' in results["leader"]
+        assert exporter.coordinator.listings == 1
+    finally:
+        server.stop()
+        exporter.close()
+
+
+def poll_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        pause.wait(0.01)

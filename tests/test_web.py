@@ -16,19 +16,23 @@ from tests.conftest import FakeClock
 class Recorder:
     def __init__(self) -> None:
         self.deadlines: list[float] = []
+        self.current = True
 
-    def __call__(self, deadline: float) -> None:
+    def __call__(self, deadline: float) -> bool:
         self.deadlines.append(deadline)
+        return self.current
 
 
 @pytest.fixture
 def served() -> Iterator[tuple[str, Recorder, ExporterApp]]:
-    registry = CollectorRegistry()
+    registry, late = CollectorRegistry(), CollectorRegistry()
     Gauge("huaweicloud_vod_up", "test gauge", registry=registry).set(1)
+    Gauge("huaweicloud_vod_up", "test gauge", registry=late).set(0)
     recorder = Recorder()
     app = ExporterApp(
         recorder,
         registry,
+        late,
         WebSettings(telemetry_path="/metrics"),
         ScrapeSettings(timeout=30, timeout_offset=0.5),
         clock=FakeClock(100.0),
@@ -81,3 +85,11 @@ def test_health_readiness_landing_and_not_found(served: tuple[str, Recorder, Exp
     app.shutting_down.set()
     assert httpx.get(url + "/-/ready").status_code == 503
     assert recorder.deadlines == []  # none of these list tasks
+
+
+def test_a_scrape_that_could_not_wait_for_the_listing_is_served_the_late_view(
+    served: tuple[str, Recorder, ExporterApp],
+) -> None:
+    url, recorder, _ = served
+    recorder.current = False
+    assert "huaweicloud_vod_up 0.0" in httpx.get(url + "/metrics").text

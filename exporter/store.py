@@ -37,77 +37,90 @@ class Snapshot:
     series_dropped: int  # tasks that qualified for per-task series but were left out by the cap
 
 
+@dataclass
+class TrackerPass:
+    """What one listing adds to the tracker: staged, and applied only if the listing succeeds."""
+
+    now: float
+    open_ids: dict[str, float] = field(default_factory=dict)  # task_id -> last seen open
+    closed_ids: set[str] = field(default_factory=set)  # seen finished
+    created_ids: dict[str, float] = field(default_factory=dict)  # task_id -> when it may be forgotten
+    finished_ids: dict[str, float] = field(default_factory=dict)  # task_id -> when it may be forgotten
+    ended: list[Task] = field(default_factory=list)  # counted as finished in this pass
+
+    @property
+    def created(self) -> int:
+        return len(self.created_ids)
+
+
 class FinishedTaskTracker:
     """Counts each task's creation and end once, from successive listings, in bounded memory.
 
-    Only what happens while the exporter watches is counted: a task counts as finished when it
-    was seen open in the previous listing, or when it was created after the exporter started (it
-    may have come and gone between two listings, or shown up late). Remembered are the open
-    tasks (real, bounded state) and the counted tasks whose ``end_time`` is within ``retention``;
-    a task older than that can no longer qualify, so it is forgotten.
+    Only what happens while the exporter watches is counted. A task counts as created when it is
+    first seen and was created after the exporter started; as finished when it was seen open
+    before, or was created after the exporter started (it came and went between two listings, or
+    showed up late). Each of the three memories (seen open, counted as created, counted as
+    finished) keeps a task for ``retention`` after the time that made it qualify; a task older
+    than that can no longer qualify, so it is forgotten. A task missing from one listing is still
+    remembered as open, so it neither counts as created again nor loses its end.
     """
 
     def __init__(self, started_at: float, retention: float) -> None:
         self._started_at = started_at
         self._retention = retention
-        self._open: set[str] = set()
+        self._open: dict[str, float] = {}  # task_id -> last seen open
+        self._created: dict[str, float] = {}  # task_id -> when it may be forgotten
         self._finished: dict[str, float] = {}  # task_id -> when it may be forgotten
 
     @property
     def remembered(self) -> int:
-        return len(self._open) + len(self._finished)
+        return len(self._open) + len(self._created) + len(self._finished)
 
     def begin(self, now: float) -> TrackerPass:
-        return TrackerPass(self, now)
+        return TrackerPass(now)
 
-    def _apply(self, tracker_pass: TrackerPass) -> None:
-        now = tracker_pass.now
-        self._open = tracker_pass.open_ids
-        self._finished.update(tracker_pass.finished)
-        expired = [task_id for task_id, forget_at in self._finished.items() if forget_at < now]
-        for task_id in expired:
-            del self._finished[task_id]
-
-
-@dataclass
-class TrackerPass:
-    """What one listing adds to the tracker; applied only if the listing succeeds."""
-
-    tracker: FinishedTaskTracker
-    now: float
-    open_ids: set[str] = field(default_factory=set)
-    finished: dict[str, float] = field(default_factory=dict)
-    created: int = 0
-    ended: list[Task] = field(default_factory=list)  # counted as finished in this pass
-
-    def observe(self, task: Task) -> None:
-        tracker = self.tracker
-        task_id = task.task_id
+    def observe(self, staged: TrackerPass, task: Task) -> None:
+        task_id, now = task.task_id, staged.now
         if task.status in FINISHED_STATUSES:
-            if task_id in tracker._finished:
+            staged.closed_ids.add(task_id)
+            if task_id in self._finished:
                 return
-            ended = task.ended if task.ended is not None else self.now
-            forget_at = ended + tracker._retention
-            was_open = task_id in tracker._open
-            created_while_watching = task.created >= tracker._started_at and forget_at >= self.now
-            if was_open or created_while_watching:
-                self.ended.append(task)
-                self.finished[task_id] = max(forget_at, self.now)
-                if not was_open:
-                    self.created += 1  # came and went between two listings
+            ended = task.ended if task.ended is not None else now
+            forget_at = ended + self._retention
+            if task_id in self._open or (task.created >= self._started_at and forget_at >= now):
+                staged.ended.append(task)
+                staged.finished_ids[task_id] = max(forget_at, now)
+                self._note_created(staged, task)
         elif task.is_open:
-            self.open_ids.add(task_id)
-            if task_id not in tracker._open and task.created >= tracker._started_at:
-                self.created += 1
+            staged.open_ids[task_id] = now
+            self._note_created(staged, task)
+
+    def _note_created(self, staged: TrackerPass, task: Task) -> None:
+        forget_at = task.created + self._retention
+        if task.created >= self._started_at and forget_at >= staged.now and task.task_id not in self._created:
+            staged.created_ids[task.task_id] = forget_at
+
+    def commit(self, staged: TrackerPass) -> None:
+        now = staged.now
+        self._open.update(staged.open_ids)
+        for task_id in staged.closed_ids:
+            self._open.pop(task_id, None)
+        self._created.update(staged.created_ids)
+        self._finished.update(staged.finished_ids)
+        horizon = now - self._retention
+        for memory, cutoff in ((self._open, horizon), (self._created, now), (self._finished, now)):
+            for task_id in [key for key, stamp in memory.items() if stamp < cutoff]:
+                del memory[task_id]
 
 
 class ListingBuilder:
     """Folds pages into a ``Snapshot`` as they arrive."""
 
-    def __init__(self, settings: SeriesSettings, now: float, tracker_pass: TrackerPass) -> None:
+    def __init__(self, settings: SeriesSettings, now: float, tracker: FinishedTaskTracker) -> None:
         self._settings = settings
         self._now = now
-        self._tracker_pass = tracker_pass
+        self._tracker = tracker
+        self._tracker_pass = tracker.begin(now)
         self._counts: Counter[str] = Counter({status: 0 for status in KNOWN_STATUSES})
         self._seen: set[int] = set()  # hashes, not ids: a listing of 100k tasks costs ~4 MB, not ~12
         self._duplicates = 0
@@ -137,7 +150,7 @@ class ListingBuilder:
             oldest = self._oldest.get(status)
             if oldest is None or task.created < oldest:
                 self._oldest[status] = task.created
-        self._tracker_pass.observe(task)
+        self._tracker.observe(self._tracker_pass, task)
         if not self._settings.enabled:
             return
         is_open = task.is_open
@@ -239,12 +252,12 @@ class TaskStore:
         return self._tracker
 
     def start_listing(self, now: float) -> ListingBuilder:
-        return ListingBuilder(self._settings, now, self._tracker.begin(now))
+        return ListingBuilder(self._settings, now, self._tracker)
 
     def record_success(self, builder: ListingBuilder, snapshot: Snapshot, duration: float) -> None:
         tracker_pass = builder.tracker_pass
         with self._lock:
-            self._tracker._apply(tracker_pass)
+            self._tracker.commit(tracker_pass)
             self._created += tracker_pass.created
             for task in tracker_pass.ended:
                 self._finished[task.status] += 1

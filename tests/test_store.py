@@ -226,4 +226,40 @@ def test_tracker_memory_stays_bounded_by_the_retention() -> None:
         ]
         listing(store, [page(batch)], now=now)
     assert finished(store) == {"SUCCEED": 480}
-    assert store.tracker.remembered <= 30  # what ended within the last hour, not all 480
+    # What was created or ended within the last hour (two memories of up to 30), not all 480.
+    assert store.tracker.remembered <= 60
+
+
+def test_a_task_missing_from_one_listing_is_neither_created_again_nor_loses_its_end() -> None:
+    store = new_store()
+    fresh = record(3, "PROCESSING", create_time="2026-11-28T09:59:00Z")
+    listing(store, [page([fresh])])
+    listing(store, [page([])], now=NOW + 30)  # a consistent listing that does not show it
+    done = record(3, "SUCCEED", create_time="2026-11-28T09:59:00Z", end_time="2026-11-28T10:00:50Z")
+    listing(store, [page([done])], now=NOW + 60)
+    assert store.view().created_total == 1
+    assert finished(store) == {"SUCCEED": 1}
+
+
+def test_an_old_task_missing_once_still_has_its_end_counted() -> None:
+    store = new_store()
+    old = record(4, "PROCESSING", create_time="2026-11-28T07:00:00Z")
+    listing(store, [page([old])])
+    listing(store, [page([])], now=NOW + 30)
+    done = record(4, "FAILED", create_time="2026-11-28T07:00:00Z", end_time="2026-11-28T10:00:40Z")
+    listing(store, [page([done])], now=NOW + 60)
+    assert finished(store) == {"FAILED": 1}
+    assert store.view().created_total == 0
+
+
+def test_a_task_run_again_is_created_once() -> None:
+    store = new_store()
+    states = [
+        record(5, "WAITING", create_time="2026-11-28T09:59:00Z"),
+        record(5, "FAILED", create_time="2026-11-28T09:59:00Z", end_time="2026-11-28T10:00:10Z"),
+        record(5, "PROCESSING", create_time="2026-11-28T09:59:00Z"),
+    ]
+    for step, state in enumerate(states):
+        listing(store, [page([state])], now=NOW + 30 * step)
+    assert store.view().created_total == 1
+    assert finished(store) == {"FAILED": 1}

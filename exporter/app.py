@@ -104,7 +104,8 @@ class Exporter:
         self.coordinator.refresh(self._clock() + self.config.scrape.timeout)
         return self.store.view()
 
-    def close(self) -> None:
+    def close(self, drain_timeout: float = 5.0) -> None:
+        self.coordinator.close(drain_timeout)
         self.client.close()
         self._http.close()
         self._iam_http.close()

@@ -128,7 +128,9 @@ class _Families:
         self.created = _gauge("editing_task_created_timestamp_seconds", "The task's create_time.", pt)
         self.ended = _gauge("editing_task_ended_timestamp_seconds", "The task's end_time, once set.", pt)
         self.task_duration = _gauge(
-            "editing_task_duration_seconds", "end_time - create_time; while open, now - create_time.", pt
+            "editing_task_duration_seconds",
+            "end_time - create_time; while open, listing time - create_time.",
+            pt,
         )
         self.created_total = CounterMetricFamily(
             PREFIX + "editing_tasks_created",

@@ -31,7 +31,7 @@ def parse_duration(text: str, option: str) -> float:
             raise ConfigError(f"{option}: {text!r} is not a duration (use e.g. 500ms, 30s, 5m, 1h)") from None
         seconds = sum(float(p.group(1)) * _DURATION_UNITS[p.group(2)] for p in parts)
     if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{option}: {text!r} must be a positive duration")
+        raise ConfigError(f"{option}: {text!r} must be a duration of 0 or more")
     return seconds
 
 
@@ -115,10 +115,10 @@ class ApiSettings:
 
     def __post_init__(self) -> None:
         if not 1 <= self.page_size <= 100:
-            raise ConfigError("--api.page-size must be between 1 and 100 (the API's maximum)")
+            raise ConfigError("the page size must be between 1 and 100 (the API's maximum)")
         if not 1 <= self.concurrency <= 64:
             raise ConfigError("--api.concurrency must be between 1 and 64")
-        if self.rate_limit < 0:
+        if not math.isfinite(self.rate_limit) or self.rate_limit < 0:
             raise ConfigError("--api.rate-limit must be 0 (no limit) or a positive number of requests/s")
         if self.request_timeout <= 0:
             raise ConfigError("--api.timeout must be longer than 0s")

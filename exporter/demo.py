@@ -49,12 +49,17 @@ class Demo:
                 web=WebSettings(host=host, port=port),
             )
             self.exporter = Exporter(config, AkSkCredentials(access_key, secret_key))
+        except BaseException:
+            self.simulator.stop()
+            raise
+        try:
             self.server = ExporterServer(
                 self.exporter.wsgi_app(description="Demo mode: listing a built-in simulated VOD API."),
                 host,
                 port,
             )
         except BaseException:
+            self.exporter.close()
             self.simulator.stop()
             raise
         self.server.start()

@@ -40,6 +40,7 @@ class ListingCoordinator:
         self._lock = threading.Lock()
         self._in_flight: threading.Event | None = None
         self._last_finished: float | None = None
+        self._closing = False
         self.listings = 0  # listings started, named in the debug log
 
     def refresh(self, deadline: float) -> bool:
@@ -50,6 +51,8 @@ class ListingCoordinator:
         and the scrapes after this one get its result).
         """
         with self._lock:
+            if self._closing:
+                return False
             recent = (
                 self._last_finished is not None
                 and self._clock() - self._last_finished < self._min_refresh_interval
@@ -71,6 +74,15 @@ class ListingCoordinator:
             assert done is not None
             done.set()
         return True
+
+    def close(self, timeout: float) -> None:
+        """Start no more listings, and give the one in flight up to ``timeout`` seconds to end
+        before the client under it is closed."""
+        with self._lock:
+            self._closing = True
+            in_flight = self._in_flight
+        if in_flight is not None:
+            in_flight.wait(timeout)
 
     def _run(self, deadline: float) -> None:
         started = self._clock()
@@ -102,13 +114,17 @@ class ListingCoordinator:
         came or went while paging. A busy pipeline drifts now and then; twice in a row is rare."""
         attempt = 0
         while True:
+            started = self._clock()
             builder = self._store.start_listing(self._wall_clock())
             for page in self._client.iter_pages(deadline):
                 builder.add(page)
             try:
                 return builder, builder.finish()
             except InconsistentListing as error:
-                if attempt >= self._drift_retries or self._clock() >= deadline:
+                # Listing again only pays if it can finish: with less time left than this
+                # attempt took, it would end as a timeout and hide the drift.
+                took = self._clock() - started
+                if attempt >= self._drift_retries or deadline - self._clock() < took:
                     raise
                 attempt += 1
                 log.info("listing again: %s", error)

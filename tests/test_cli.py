@@ -64,6 +64,7 @@ def test_help_documents_defaults_and_env_vars(capsys: pytest.CaptureFixture[str]
         (["serve", "--no-such-flag"], "--no-such-flag"),
         (["serve", *BASE, "--api.timeout", "soon"], "--api.timeout: 'soon' is not a duration"),
         (["serve", *BASE, "--api.concurrency", "0"], "--api.concurrency must be between 1 and 64"),
+        (["serve", *BASE, "--api.rate-limit", "nan"], "--api.rate-limit must be 0"),
         (["serve", *BASE, "--web.listen-address", "9881"], "--web.listen-address: '9881' is not host:port"),
         (
             ["serve", "--project-id", PROJECT],

@@ -152,3 +152,37 @@ def test_drift_retries_can_be_switched_off() -> None:
     runner = ListingCoordinator(client, store, drift_retries=0)  # type: ignore[arg-type]
     runner.refresh(time.monotonic() + 10)
     assert client.calls == 1 and store.view().errors == {"inconsistent": 1}
+
+
+def test_close_waits_for_the_listing_in_flight_and_starts_no_more() -> None:
+    hold = threading.Event()
+    client = FakeClient(hold=hold)
+    runner = coordinator(client)
+    leader = threading.Thread(target=runner.refresh, args=(time.monotonic() + 30,))
+    leader.start()
+    assert client.started.wait(10)
+    closer = threading.Thread(target=runner.close, args=(30,))
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # still waiting for the listing
+    hold.set()
+    closer.join(10)
+    leader.join(10)
+    assert not closer.is_alive() and runner._store.view().up
+    assert runner.refresh(time.monotonic() + 10) is False
+    assert client.calls == 1
+
+
+def test_a_drift_retry_that_could_not_finish_in_time_is_not_started() -> None:
+    clock = FakeClock()
+
+    class SlowDriftingClient(DriftingClient):
+        def iter_pages(self, deadline: float) -> Iterator[Page]:
+            clock.sleep(4)  # each listing takes 4 s
+            yield from super().iter_pages(deadline)
+
+    client = SlowDriftingClient(drifts=1)
+    store = TaskStore("p1", SeriesSettings(), started_at=0)
+    runner = ListingCoordinator(client, store, clock=clock)  # type: ignore[arg-type]
+    runner.refresh(clock() + 6)  # 2 s left after the first attempt: too little for a second
+    assert client.calls == 1 and store.view().errors == {"inconsistent": 1}

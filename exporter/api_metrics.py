@@ -8,51 +8,39 @@ collector renders it as ``huaweicloud_vod_api_requests_total`` and
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import httpx
 
+from exporter.histogram import BucketCounts, HistogramSnapshot
+
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-@dataclass(frozen=True)
-class LatencyHistogram:
-    bucket_counts: tuple[int, ...]  # per bucket, not cumulative; the last one is +Inf
-    total: float
-
-    @property
-    def count(self) -> int:
-        return sum(self.bucket_counts)
 
 
 class ApiRequestStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: Counter[tuple[str, str]] = Counter()
-        self._buckets: dict[str, list[int]] = {}
-        self._sums: dict[str, float] = {}
+        self._latencies: dict[str, BucketCounts] = {}
 
     def observe(self, operation: str, code: str, seconds: float) -> None:
         """``code`` is the HTTP status, or ``network_error`` / ``timeout`` when there was none."""
-        index = bisect.bisect_left(LATENCY_BUCKETS, seconds)
         with self._lock:
             self._requests[(operation, code)] += 1
-            buckets = self._buckets.setdefault(operation, [0] * (len(LATENCY_BUCKETS) + 1))
-            buckets[index] += 1
-            self._sums[operation] = self._sums.get(operation, 0.0) + seconds
+            if operation not in self._latencies:
+                self._latencies[operation] = BucketCounts(LATENCY_BUCKETS)
+            self._latencies[operation].observe(seconds)
 
     def requests(self) -> dict[tuple[str, str], int]:
         with self._lock:
             return dict(self._requests)
 
-    def latencies(self) -> dict[str, LatencyHistogram]:
+    def latencies(self) -> dict[str, HistogramSnapshot]:
         with self._lock:
-            return {op: LatencyHistogram(tuple(b), self._sums[op]) for op, b in self._buckets.items()}
+            return {operation: counts.snapshot() for operation, counts in self._latencies.items()}
 
 
 class CountingTransport(httpx.BaseTransport):

@@ -23,8 +23,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.api_metrics import LATENCY_BUCKETS, ApiRequestStats, LatencyHistogram
-from exporter.store import DurationHistogram, StoreView
+from exporter.api_metrics import ApiRequestStats
+from exporter.histogram import HistogramSnapshot
+from exporter.store import StoreView
 from exporter.tasks import PROCESSING, WAITING
 
 PREFIX = "huaweicloud_vod_"
@@ -168,16 +169,14 @@ class _Families:
         for (operation, code), count in sorted(api_stats.requests().items()):
             self.requests.add_metric([operation, code], count)
         for operation, histogram in sorted(api_stats.latencies().items()):
-            self.latency.add_metric([operation], *_cumulative(LATENCY_BUCKETS, histogram))
+            self.latency.add_metric([operation], *_cumulative(histogram))
 
     def fill_events(self, view: StoreView) -> None:
         self.created_total.add_metric([view.project_id], view.created_total)
         for status, count in sorted(view.finished_total.items()):
             self.finished_total.add_metric([view.project_id, status], count)
         for status, histogram in sorted(view.finished_durations.items()):
-            self.finished_duration.add_metric(
-                [view.project_id, status], *_cumulative(histogram.buckets, histogram)
-            )
+            self.finished_duration.add_metric([view.project_id, status], *_cumulative(histogram))
 
     def fill_snapshot(self, view: StoreView) -> None:
         snapshot = view.snapshot
@@ -210,12 +209,10 @@ def _with_extra(known: Sequence[str], seen: Mapping[str, int]) -> list[str]:
     return list(known) + sorted(set(seen) - set(known))
 
 
-def _cumulative(
-    bounds: Sequence[float], histogram: LatencyHistogram | DurationHistogram
-) -> tuple[list[tuple[str, float]], float]:
+def _cumulative(histogram: HistogramSnapshot) -> tuple[list[tuple[str, float]], float]:
     running = 0
     buckets: list[tuple[str, float]] = []
-    for bound, count in zip([*bounds, float("inf")], histogram.bucket_counts, strict=True):
+    for bound, count in zip([*histogram.bounds, float("inf")], histogram.bucket_counts, strict=True):
         running += count
         buckets.append(("+Inf" if bound == float("inf") else _float_text(bound), running))
     return buckets, histogram.total

@@ -8,7 +8,6 @@ and hands the collector an immutable ``StoreView``.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import itertools
 import threading
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from exporter.client import Page
 from exporter.config import SeriesSettings
 from exporter.errors import InconsistentListing
+from exporter.histogram import BucketCounts, HistogramSnapshot
 from exporter.tasks import FINISHED_STATUSES, KNOWN_STATUSES, PROCESSING, WAITING, Task
 
 OLDEST_TRACKED_STATUSES = (WAITING, PROCESSING)
@@ -196,13 +196,6 @@ class ListingBuilder:
 
 
 @dataclass(frozen=True)
-class DurationHistogram:
-    buckets: tuple[float, ...]
-    bucket_counts: tuple[int, ...]  # per bucket, not cumulative; the last one is +Inf
-    total: float
-
-
-@dataclass(frozen=True)
 class StoreView:
     """Everything the collector renders, copied under the store's lock."""
 
@@ -215,7 +208,7 @@ class StoreView:
     snapshot: Snapshot | None  # None unless the last listing succeeded
     created_total: int
     finished_total: Mapping[str, int]
-    finished_durations: Mapping[str, DurationHistogram]
+    finished_durations: Mapping[str, HistogramSnapshot]
 
     def deadline_missed(self) -> StoreView:
         """What a scrape that could not wait for the listing in flight is served: up 0, no snapshot.
@@ -242,10 +235,7 @@ class TaskStore:
         self._last_error: tuple[str, str] | None = None
         self._created = 0
         self._finished: Counter[str] = Counter({status: 0 for status in sorted(FINISHED_STATUSES)})
-        self._bucket_counts = {
-            status: [0] * (len(settings.duration_buckets) + 1) for status in sorted(FINISHED_STATUSES)
-        }
-        self._duration_sums = dict.fromkeys(sorted(FINISHED_STATUSES), 0.0)
+        self._durations = {status: BucketCounts(settings.duration_buckets) for status in self._finished}
 
     @property
     def tracker(self) -> FinishedTaskTracker:
@@ -262,7 +252,7 @@ class TaskStore:
             for task in tracker_pass.ended:
                 self._finished[task.status] += 1
                 if task.ended is not None and task.ended >= task.created:
-                    self._observe_duration(task.status, task.ended - task.created)
+                    self._durations[task.status].observe(task.ended - task.created)
             self._snapshot = snapshot
             self._last_error = None
             self._up = True
@@ -277,12 +267,6 @@ class TaskStore:
             self._duration = duration
             self._errors[reason] += 1
 
-    def _observe_duration(self, status: str, seconds: float) -> None:
-        index = bisect.bisect_left(self._settings.duration_buckets, seconds)
-        self._bucket_counts.setdefault(status, [0] * (len(self._settings.duration_buckets) + 1))
-        self._bucket_counts[status][index] += 1
-        self._duration_sums[status] = self._duration_sums.get(status, 0.0) + seconds
-
     def view(self) -> StoreView:
         with self._lock:
             return StoreView(
@@ -295,10 +279,5 @@ class TaskStore:
                 snapshot=self._snapshot,
                 created_total=self._created,
                 finished_total=dict(self._finished),
-                finished_durations={
-                    status: DurationHistogram(
-                        self._settings.duration_buckets, tuple(counts), self._duration_sums[status]
-                    )
-                    for status, counts in self._bucket_counts.items()
-                },
+                finished_durations={status: counts.snapshot() for status, counts in self._durations.items()},
             )

@@ -154,7 +154,7 @@ def test_a_task_seen_open_then_finished_is_counted_once_with_its_duration() -> N
     assert finished(store) == {"SUCCEED": 1}
     histogram = store.view().finished_durations["SUCCEED"]
     assert histogram.total == 240
-    assert histogram.bucket_counts[histogram.buckets.index(300.0)] == 1
+    assert histogram.bucket_counts[histogram.bounds.index(300.0)] == 1
     assert store.view().created_total == 0  # created before the exporter started
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -26,14 +27,17 @@ from exporter.errors import (
     ServerError,
     ThrottledError,
 )
+from exporter.throttle import RateLimiter
 from tests.conftest import TASKS_URL, body, error_body, record
 
 
-def make_client(settings: ApiSettings) -> tuple[VodClient, ApiRequestStats]:
+def make_client(
+    settings: ApiSettings, limiter: RateLimiter | None = None
+) -> tuple[VodClient, ApiRequestStats]:
     """A client over a real httpx transport (intercepted by respx), counted as in production."""
     stats = ApiRequestStats()
     http = httpx.Client(transport=CountingTransport(httpx.HTTPTransport(), stats, OPERATION))
-    return VodClient(settings, http), stats
+    return VodClient(settings, http, limiter=limiter), stats
 
 
 def serve_listing(mock: respx.MockRouter, count: int) -> respx.Route:
@@ -97,7 +101,7 @@ def test_error_answers_become_typed_errors_with_code_and_request_id(
     error_class: type[ApiError],
     code: str | None,
 ) -> None:
-    settings = ApiSettings(**{**api_settings.__dict__, "max_retries": 0})
+    settings = replace(api_settings, max_retries=0)
     client, stats = make_client(settings)
     with respx.mock() as mock:
         mock.get(TASKS_URL).respond(status, content=content, headers={"X-Request-Id": "rid-42"})
@@ -176,14 +180,10 @@ def test_retries_stop_after_the_configured_number(
     assert stats.requests() == {("list_editing_tasks", code): 4}
 
 
-def test_a_429_halves_the_request_rate() -> None:
-    settings = ApiSettings(
-        endpoint="https://vod.cn-north-4.myhuaweicloud.com",
-        project_id="0123456789abcdef0123456789abcdef",
-        rate_limit=8,
-        throttle_backoff=0.001,
-    )
-    client, _ = make_client(settings)
+def test_a_429_halves_the_request_rate(api_settings: ApiSettings) -> None:
+    settings = replace(api_settings, rate_limit=8, throttle_backoff=0.001)
+    limiter = RateLimiter(settings.rate_limit, settings.concurrency)
+    client, _ = make_client(settings, limiter)
     with respx.mock() as mock:
         mock.get(TASKS_URL).mock(
             side_effect=[
@@ -192,16 +192,11 @@ def test_a_429_halves_the_request_rate() -> None:
             ]
         )
         list(client.iter_pages(far_deadline()))
-    assert client._limiter.rate < 8
+    assert limiter.rate < 8
 
 
-def test_backoff_that_would_pass_the_deadline_reports_the_cause() -> None:
-    settings = ApiSettings(
-        endpoint="https://vod.cn-north-4.myhuaweicloud.com",
-        project_id="0123456789abcdef0123456789abcdef",
-        rate_limit=0,
-        throttle_backoff=30,
-    )
+def test_backoff_that_would_pass_the_deadline_reports_the_cause(api_settings: ApiSettings) -> None:
+    settings = replace(api_settings, rate_limit=0, throttle_backoff=30)
     client, _ = make_client(settings)
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).respond(429, content=error_body("APIGW.0308", "throttled"))
@@ -233,13 +228,8 @@ def test_deadline_ends_the_listing_in_time(api_settings: ApiSettings) -> None:
         client.close()
 
 
-def test_pages_after_the_first_are_fetched_concurrently_within_the_bound() -> None:
-    settings = ApiSettings(
-        endpoint="https://vod.cn-north-4.myhuaweicloud.com",
-        project_id="0123456789abcdef0123456789abcdef",
-        rate_limit=0,
-        concurrency=4,
-    )
+def test_pages_after_the_first_are_fetched_concurrently_within_the_bound(api_settings: ApiSettings) -> None:
+    settings = replace(api_settings, rate_limit=0, concurrency=4)
     records = [record(i) for i in range(1_000)]
     # Four requests can only all reach the barrier if four run at once.
     barrier = threading.Barrier(4, timeout=10)

@@ -7,9 +7,8 @@ bad record never breaks a scrape nor turns into a wrong number.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 WAITING = "WAITING"
 PROCESSING = "PROCESSING"
@@ -18,6 +17,7 @@ FAILED = "FAILED"
 CANCEL = "CANCEL"
 
 KNOWN_STATUSES = (WAITING, PROCESSING, SUCCEED, FAILED, CANCEL)
+_KNOWN = frozenset(KNOWN_STATUSES)
 OPEN_STATUSES = frozenset({WAITING, PROCESSING})
 FINISHED_STATUSES = frozenset({SUCCEED, FAILED, CANCEL})
 
@@ -29,8 +29,9 @@ class InvalidTask(ValueError):
     """A record that is skipped and counted in ``huaweicloud_vod_editing_tasks_invalid``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Task:
+class Task(NamedTuple):
+    # A named tuple rather than a frozen dataclass: one is made per record per listing, and a
+    # frozen dataclass's __init__ costs several times more.
     task_id: str
     asset_id: str
     status: str
@@ -50,35 +51,39 @@ class Task:
 
 
 def parse_task(raw: object) -> Task:
-    if not isinstance(raw, dict):
+    # Exact type checks (``type(x) is str``) are both faster than isinstance on this hot path and
+    # stricter where it matters: a JSON true is not a progress of 1.
+    if type(raw) is not dict:
         raise InvalidTask("record is not an object")
-    task_id = raw.get("task_id")
-    if not isinstance(task_id, str) or not task_id:
+    get = raw.get
+    task_id = get("task_id")
+    if type(task_id) is not str or not task_id:
         raise InvalidTask("missing task_id")
-    asset_id = raw.get("asset_id")
-    if asset_id is None:
+    asset_id = get("asset_id", "")
+    if type(asset_id) is not str:
+        if asset_id is not None:
+            raise InvalidTask(f"task {task_id}: asset_id is not a string")
         asset_id = ""
-    elif not isinstance(asset_id, str):
-        raise InvalidTask(f"task {task_id}: asset_id is not a string")
-    status = raw.get("status")
-    if not isinstance(status, str) or not status:
+    status = get("status")
+    if type(status) is not str or not status:
         raise InvalidTask(f"task {task_id}: missing status")
-    progress = raw.get("progress", 0)
-    # bool is an int subclass, and a float progress would be a malformed record.
-    if isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
+    progress = get("progress", 0)
+    if type(progress) is not int or not 0 <= progress <= 100:
         raise InvalidTask(f"task {task_id}: progress {progress!r} is not an integer 0-100")
-    created_text = raw.get("create_time")
-    if not isinstance(created_text, str):
+    created_text = get("create_time")
+    if type(created_text) is not str:
         raise InvalidTask(f"task {task_id}: missing create_time")
-    end_text = raw.get("end_time")
-    if end_text is not None and not isinstance(end_text, str):
+    end_text = get("end_time")
+    if end_text is not None and type(end_text) is not str:
         raise InvalidTask(f"task {task_id}: end_time is not a string")
     try:
         created = parse_timestamp(created_text)
         ended = parse_timestamp(end_text) if end_text else None
     except ValueError as error:
         raise InvalidTask(f"task {task_id}: {error}") from None
-    return Task(task_id, asset_id, sanitize_status(status), progress, created, ended)
+    if status not in _KNOWN:
+        status = sanitize_status(status)
+    return Task(task_id, asset_id, status, progress, created, ended)
 
 
 def sanitize_status(status: str) -> str:
@@ -94,6 +99,7 @@ _RFC3339 = re.compile(
     re.ASCII,
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 def parse_timestamp(text: str) -> float:
@@ -101,14 +107,22 @@ def parse_timestamp(text: str) -> float:
 
     Raises ``ValueError`` for anything else, including impossible dates.
     """
-    # Fast path for the form the API sends (2020-09-01T18:50:20Z): only the date part goes
-    # through datetime, and dates repeat across records, so it is cached.
-    if len(text) == 20 and text[19] == "Z" and text[10] == "T" and text[13] == ":" and text[16] == ":":
-        clock = text[11:13] + text[14:16] + text[17:19]
-        if clock.isdigit() and clock.isascii():
-            hour, minute, second = int(clock[0:2]), int(clock[2:4]), int(clock[4:6])
-            if hour < 24 and minute < 60 and second < 60:
-                return _midnight(text[0:10]) + hour * 3600 + minute * 60 + second
+    # Fast path for the form the API sends (2020-09-01T18:50:20Z), about three times faster than
+    # the general one: datetime's C parser on the ASCII text, which also rejects impossible dates.
+    if (
+        len(text) == 20
+        and text[19] == "Z"
+        and text[10] == "T"
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[13] == ":"
+        and text[16] == ":"
+        and text.isascii()
+    ):
+        try:
+            return (datetime.fromisoformat(text[:19]) - _NAIVE_EPOCH).total_seconds()
+        except ValueError:
+            raise ValueError(f"time {text!r} is not a valid date and time") from None
     match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError(f"time {text!r} is not RFC 3339")
@@ -128,16 +142,3 @@ def parse_timestamp(text: str) -> float:
         raise ValueError(f"time {text!r} is not a valid date and time") from None
     seconds = (moment - _EPOCH).total_seconds()
     return seconds + float(fraction) if fraction else seconds
-
-
-@lru_cache(maxsize=4096)
-def _midnight(day_text: str) -> float:
-    if not (day_text[4] == "-" and day_text[7] == "-" and day_text.replace("-", "").isdigit()):
-        raise ValueError(f"date {day_text!r} is not YYYY-MM-DD")
-    if not day_text.isascii():
-        raise ValueError(f"date {day_text!r} is not YYYY-MM-DD")
-    try:
-        day = date(int(day_text[0:4]), int(day_text[5:7]), int(day_text[8:10]))
-    except ValueError:
-        raise ValueError(f"date {day_text!r} is not a valid date") from None
-    return float((day - date(1970, 1, 1)).days * 86400)

@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from benchmarks import report
-from benchmarks.measured_process import credentials_environment, run_measured
+from benchmarks.measured_process import REPOSITORY, credentials_environment, run_measured
 from benchmarks.process_start import measure_process_start
 from benchmarks.simulator_process import SimulatorProcess
 
@@ -131,6 +132,25 @@ def load_average() -> str:
         return "unknown"
 
 
+def describe_revision() -> str:
+    """The commit measured, marked when the exporter's code differs from it."""
+
+    def git(*args: str) -> str:
+        completed = subprocess.run(
+            ["git", "-C", str(REPOSITORY), *args], capture_output=True, text=True, timeout=10, check=False
+        )
+        return completed.stdout.strip() if completed.returncode == 0 else ""
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        modified = git("status", "--porcelain", "--", "exporter")
+    except OSError:
+        return "unknown"
+    if not commit:
+        return "unknown"
+    return commit + (" with uncommitted changes under exporter/" if modified else "")
+
+
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -205,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
     machine = describe_machine()
+    revision = describe_revision()
     process_start = measure_process_start(args.start_repeat) if args.start_repeat else None
     configurations = measure_configurations(args)
     outcomes = report.evaluate_targets(configurations, process_start)
@@ -212,12 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "revision": revision,
         "duration_seconds": time.time() - started,
         "machine": finished,
         "process_start": process_start,
         "configurations": configurations,
         "targets": [outcome.as_dict() for outcome in outcomes],
     }
+    print(f"Revision: {revision}")
     print(
         f"Machine: {machine['cpus']} CPUs ({machine['cpu_model']}), {machine['memory']} memory, "
         f"Python {machine['python']}; load average {machine['load_average_at_start']} at start, "

@@ -72,7 +72,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object
 def test_the_json_has_every_figure(tiny_run: tuple[dict[str, object], str]) -> None:
     result, _ = tiny_run
     assert isinstance(result, dict)
-    assert {"command", "machine", "process_start", "configurations", "targets"} <= set(result)
+    assert set(result) >= {"command", "revision", "machine", "process_start", "configurations", "targets"}
     machine = result["machine"]
     assert isinstance(machine, dict)
     assert {"cpus", "cpu_model", "memory", "python", "load_average_at_start"} <= set(machine)

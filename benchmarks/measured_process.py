@@ -8,10 +8,12 @@ from its arguments, where ``ps`` would show them) and prints one JSON object on 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 ACCESS_KEY_VARIABLE = "HUAWEICLOUD_SDK_AK"
 SECRET_KEY_VARIABLE = "HUAWEICLOUD_SDK_SK"
 PAGE_SIZE = 100
+PROBE_ITERATIONS = 200_000
 
 
 class MeasuredProcessFailed(RuntimeError):
@@ -45,6 +48,22 @@ def credentials_from_environment() -> tuple[str, str]:
 def peak_rss_bytes() -> int:
     """This process' resident-set high-water mark (Linux reports kilobytes)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def speed_probe_seconds() -> float:
+    """CPU time of a fixed pure-Python workload, best of three: a yardstick of the machine's speed.
+
+    On a shared machine the same code can run twice as slowly for seconds at a time; a probe that
+    took longer than usual says the figures around it were taken on a slowed machine.
+    """
+    best = math.inf
+    for _ in range(3):
+        started = time.thread_time()
+        total = 0
+        for number in range(PROBE_ITERATIONS):
+            total += number % 7
+        best = min(best, time.thread_time() - started)
+    return best
 
 
 def count_samples(exposition: bytes) -> int:

@@ -70,6 +70,8 @@ def summarize_side(raw: dict[str, Any]) -> dict[str, Any]:
         "exposition_bytes": listings[-1]["exposition_bytes"],
         "rss_at_start_bytes": raw["rss_at_start_bytes"],
         "peak_rss_bytes": raw["peak_rss_bytes"],
+        # The slowest of the process' speed probes: higher than usual means a slowed machine.
+        "speed_probe_seconds": max(raw["speed_probe_seconds"]),
         "listings": listings,
     }
 
@@ -121,6 +123,7 @@ COLUMNS = (
     ("naive s", ">7"),
     ("naive MB", ">8"),
     ("speedup", ">7"),
+    ("probe ms", ">8"),
 )
 
 
@@ -149,6 +152,7 @@ def table_row(configuration: dict[str, Any]) -> list[str]:
         _fixed(naive["scrape_wall_seconds"], 3) if naive else "skipped",
         _fixed(naive["peak_rss_bytes"] / MB, 0) if naive else "-",
         _fixed(configuration["speedup"], 1),
+        _fixed(side["speed_probe_seconds"] * 1000, 1),
     ]
 
 
@@ -282,6 +286,12 @@ def _start_target(process_start: dict[str, Any] | None) -> TargetOutcome:
     return TargetOutcome(
         target, f"{best * 1000:.0f} ms (best of {runs})", best < PROCESS_START_TARGET_SECONDS
     )
+
+
+def speed_probes(configurations: Sequence[dict[str, Any]]) -> list[float]:
+    return [
+        c[side]["speed_probe_seconds"] for c in configurations for side in ("exporter", "baseline") if c[side]
+    ]
 
 
 def format_targets(outcomes: Sequence[TargetOutcome]) -> str:

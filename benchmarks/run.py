@@ -249,6 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.format_table(configurations))
     print()
     print(report.format_targets(outcomes))
+    probes = report.speed_probes(configurations)
+    if probes:
+        print(
+            f"\nSpeed probe (a fixed workload, run in every measured process): {min(probes) * 1000:.1f} to "
+            f"{max(probes) * 1000:.1f} ms. Figures from processes with a slow probe were taken on a "
+            "machine slowed by other work."
+        )
     print(f"\nTotal run time: {result['duration_seconds']:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -25,6 +25,7 @@ from benchmarks.measured_process import (
     credentials_from_environment,
     emit,
     peak_rss_bytes,
+    speed_probe_seconds,
 )
 from exporter.api_metrics import ApiRequestStats
 from exporter.app import Exporter
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         scrape=ScrapeSettings(timeout=LISTING_TIMEOUT),
     )
     rss_at_start = peak_rss_bytes()
+    probe_at_start = speed_probe_seconds()
     exporter = Exporter(config, AkSkCredentials(access_key, secret_key))
     try:
         listings = [measure_listing(exporter) for _ in range(args.listings)]
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             "rss_at_start_bytes": rss_at_start,
             "peak_rss_bytes": peak_rss,
             "parse_and_fold": breakdown,
+            "speed_probe_seconds": [probe_at_start, speed_probe_seconds()],
         }
     )
 

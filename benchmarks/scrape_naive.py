@@ -25,6 +25,7 @@ from benchmarks.measured_process import (
     credentials_from_environment,
     emit,
     peak_rss_bytes,
+    speed_probe_seconds,
 )
 from exporter.auth import AkSkAuth
 
@@ -111,9 +112,17 @@ def main(argv: list[str] | None = None) -> None:
 
     access_key, secret_key = credentials_from_environment()
     rss_at_start = peak_rss_bytes()
+    probe_at_start = speed_probe_seconds()
     with httpx.Client(auth=AkSkAuth(access_key, secret_key)) as http:
         listings = [measure_listing(http, args.url, args.project_id) for _ in range(args.listings)]
-    emit({"listings": listings, "rss_at_start_bytes": rss_at_start, "peak_rss_bytes": peak_rss_bytes()})
+    emit(
+        {
+            "listings": listings,
+            "rss_at_start_bytes": rss_at_start,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "speed_probe_seconds": [probe_at_start, speed_probe_seconds()],
+        }
+    )
 
 
 if __name__ == "__main__":

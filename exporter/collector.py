@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.api_metrics import ApiRequestStats
+from exporter.exposition import GaugeRows
 from exporter.histogram import HistogramSnapshot
 from exporter.store import StoreView
 from exporter.tasks import PROCESSING, WAITING
@@ -73,6 +74,10 @@ def _gauge(name: str, documentation: str, labels: Sequence[str]) -> GaugeMetricF
     return GaugeMetricFamily(PREFIX + name, documentation, labels=labels)
 
 
+def _rows(name: str, documentation: str, labels: Sequence[str]) -> GaugeRows:
+    return GaugeRows(PREFIX + name, documentation, labels)
+
+
 class _Families:
     """The families of one exposition; each ``fill_*`` adds one group's samples."""
 
@@ -119,16 +124,16 @@ class _Families:
             "Tasks that qualified for per-task series but were left out by --tasks.max-series.",
             p,
         )
-        self.info = _gauge(
+        self.info = _rows(
             "editing_task_info", "An editing task, always 1.", ("project_id", "task_id", "asset_id")
         )
-        self.status = _gauge(
+        self.status = _rows(
             "editing_task_status", "1 for the task's current status.", ("project_id", "task_id", "status")
         )
-        self.progress = _gauge("editing_task_progress_ratio", "Task progress, 0 to 1.", pt)
-        self.created = _gauge("editing_task_created_timestamp_seconds", "The task's create_time.", pt)
-        self.ended = _gauge("editing_task_ended_timestamp_seconds", "The task's end_time, once set.", pt)
-        self.task_duration = _gauge(
+        self.progress = _rows("editing_task_progress_ratio", "Task progress, 0 to 1.", pt)
+        self.created = _rows("editing_task_created_timestamp_seconds", "The task's create_time.", pt)
+        self.ended = _rows("editing_task_ended_timestamp_seconds", "The task's end_time, once set.", pt)
+        self.task_duration = _rows(
             "editing_task_duration_seconds",
             "end_time - create_time; while open, listing time - create_time.",
             pt,
@@ -155,7 +160,7 @@ class _Families:
                 yield value
 
     def present(self) -> Iterator[Metric]:
-        return (family for family in self.all() if family.samples)
+        return (f for f in self.all() if (f.rows if isinstance(f, GaugeRows) else f.samples))
 
     def fill_health(self, view: StoreView, api_stats: ApiRequestStats) -> None:
         p = [view.project_id]
@@ -195,14 +200,14 @@ class _Families:
         assert view.snapshot is not None
         project = view.project_id
         for task in view.snapshot.series_tasks:
-            labels = [project, task.task_id]
-            self.info.add_metric([project, task.task_id, task.asset_id], 1)
-            self.status.add_metric([project, task.task_id, task.status], 1)
-            self.progress.add_metric(labels, task.progress / 100)
-            self.created.add_metric(labels, task.created)
+            ids = (project, task.task_id)
+            self.info.add_row((project, task.task_id, task.asset_id), 1)
+            self.status.add_row((project, task.task_id, task.status), 1)
+            self.progress.add_row(ids, task.progress / 100)
+            self.created.add_row(ids, task.created)
             if task.ended is not None:
-                self.ended.add_metric(labels, task.ended)
-            self.task_duration.add_metric(labels, task.duration(now))
+                self.ended.add_row(ids, task.ended)
+            self.task_duration.add_row(ids, task.duration(now))
 
 
 def _with_extra(known: Sequence[str], seen: Mapping[str, int]) -> list[str]:

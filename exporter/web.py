@@ -1,12 +1,15 @@
-"""HTTP: ``/metrics`` (through prometheus_client's WSGI app), ``/-/healthy``, ``/-/ready`` and ``/``.
+"""HTTP: ``/metrics``, ``/-/healthy``, ``/-/ready`` and ``/``.
 
 Each scrape first brings the store up to date within the scrape's deadline, which Prometheus
 announces in ``X-Prometheus-Scrape-Timeout-Seconds``; a little is kept back so the answer
-arrives before Prometheus gives up. Gzip and OpenMetrics negotiation come from prometheus_client.
+arrives before Prometheus gives up. Format negotiation (text or OpenMetrics), ``name[]``
+filtering and gzip follow prometheus_client's own WSGI app; the text format, what Prometheus
+asks for by default, is rendered by ``exposition.render_text``.
 """
 
 from __future__ import annotations
 
+import gzip
 import html
 import logging
 import socket
@@ -15,12 +18,15 @@ import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter import __version__
 from exporter.config import ScrapeSettings, WebSettings
+from exporter.exposition import render_text
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -55,9 +61,9 @@ class ExporterApp:
         description: str = "",
     ) -> None:
         self._refresh = refresh
-        self._metrics_app = make_wsgi_app(registry)
+        self._registry = registry
         # For a scrape whose deadline passed while it waited for another scrape's listing.
-        self._late_metrics_app = make_wsgi_app(late_registry)
+        self._late_registry = late_registry
         self._web = web
         self._scrape = scrape
         self._clock = clock
@@ -67,10 +73,10 @@ class ExporterApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == self._web.telemetry_path:
+            if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+                return _text(start_response, "405 Method Not Allowed", "Use GET.\n")
             current = self._refresh(self._clock() + scrape_budget(environ, self._scrape))
-            app = self._metrics_app if current else self._late_metrics_app
-            body: Iterable[bytes] = app(environ, start_response)
-            return body
+            return _metrics(self._registry if current else self._late_registry, environ, start_response)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy.\n")
         if path == "/-/ready":
@@ -82,6 +88,26 @@ class ExporterApp:
         return _text(
             start_response, "404 Not Found", "Not found. Metrics are at " + self._web.telemetry_path + "\n"
         )
+
+
+# Level 6, not gzip's default 9: a third of the CPU for 3 % more bytes on a typical exposition.
+GZIP_LEVEL = 6
+
+
+def _metrics(
+    registry: CollectorRegistry, environ: WSGIEnvironment, start_response: StartResponse
+) -> list[bytes]:
+    encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+    names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
+    source = registry.restricted_registry(names) if names else registry
+    body = render_text(source) if content_type.startswith("text/plain") else encoder(source)
+    headers = [("Content-Type", content_type)]
+    if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+        body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+        headers.append(("Content-Encoding", "gzip"))
+    headers.append(("Content-Length", str(len(body))))
+    start_response("200 OK", headers)
+    return [body]
 
 
 def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:

@@ -93,3 +93,10 @@ def test_a_scrape_that_could_not_wait_for_the_listing_is_served_the_late_view(
     url, recorder, _ = served
     recorder.current = False
     assert "huaweicloud_vod_up 0.0" in httpx.get(url + "/metrics").text
+
+
+def test_name_filter_and_method(served: tuple[str, Recorder, ExporterApp]) -> None:
+    url, _, _ = served
+    filtered = httpx.get(url + "/metrics", params={"name[]": "no_such_metric"})
+    assert filtered.status_code == 200 and "huaweicloud_vod_up" not in filtered.text
+    assert httpx.post(url + "/metrics").status_code == 405

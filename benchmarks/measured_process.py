@@ -22,6 +22,12 @@ ACCESS_KEY_VARIABLE = "HUAWEICLOUD_SDK_AK"
 SECRET_KEY_VARIABLE = "HUAWEICLOUD_SDK_SK"
 PAGE_SIZE = 100
 PROBE_ITERATIONS = 200_000
+# The Accept header of Prometheus 2.42's scrapes, as a real server sent it; later versions also
+# ask for OpenMetrics first.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 class MeasuredProcessFailed(RuntimeError):

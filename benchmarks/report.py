@@ -65,6 +65,13 @@ def summarize_side(raw: dict[str, Any]) -> dict[str, Any]:
         "listing_cpu_us_per_task": median_of([x["cpu_seconds"] * 1e6 / tasks for x in listings]),
         # The best listing: other work on a shared machine only ever adds time.
         "render_us_per_sample": min([x["render_seconds"] * 1e6 / max(1, x["samples"]) for x in listings]),
+        "content_type": listings[-1]["content_type"],
+        # The exporter also renders the plain text format; the baseline does not.
+        "text_render_us_per_sample": min(
+            [x["text_render_seconds"] * 1e6 / max(1, x["text_samples"]) for x in listings]
+        )
+        if "text_render_seconds" in listings[0]
+        else None,
         "samples": listings[-1]["samples"],
         "series_tasks": listings[-1]["series_tasks"],
         "exposition_bytes": listings[-1]["exposition_bytes"],
@@ -117,6 +124,7 @@ COLUMNS = (
     ("CPU s/1k", ">8"),
     ("parse+fold µs/task", ">18"),
     ("render µs/sample", ">16"),
+    ("text µs/sample", ">14"),
     ("samples", ">7"),
     ("expo KB", ">7"),
     ("RSS MB", ">6"),
@@ -146,6 +154,7 @@ def table_row(configuration: dict[str, Any]) -> list[str]:
         _fixed(side["cpu_seconds_per_1000_tasks"], 3),
         _fixed(side["parse_and_fold"]["parse_and_fold_us_per_task"], 2),
         _fixed(side["render_us_per_sample"], 2),
+        _fixed(side["text_render_us_per_sample"], 2),
         str(side["samples"]),
         _fixed(side["exposition_bytes"] / 1000, 0),
         _fixed(side["peak_rss_bytes"] / MB, 1),
@@ -238,12 +247,17 @@ def _parse_target(configurations: Sequence[dict[str, Any]]) -> TargetOutcome:
 
 
 def _render_target(configurations: Sequence[dict[str, Any]]) -> TargetOutcome:
-    target = f"render ≤ {RENDER_TARGET_US:g} µs/sample"
+    target = f"render ≤ {RENDER_TARGET_US:g} µs/sample (as Prometheus asks)"
     if not configurations:
         return TargetOutcome(target, "not measured", None)
     worst = max(configurations, key=lambda c: c["exporter"]["render_us_per_sample"])
-    value = worst["exporter"]["render_us_per_sample"]
-    measured = f"worst {value:.2f} µs at N={worst['tasks']} ({worst['exporter']['samples']} samples)"
+    side = worst["exporter"]
+    value = side["render_us_per_sample"]
+    text = max(c["exporter"]["text_render_us_per_sample"] for c in configurations)
+    measured = (
+        f"worst {value:.2f} µs at N={worst['tasks']} ({side['samples']} samples, "
+        f"{side['content_type'].split(';')[0]}); text format: worst {text:.2f} µs"
+    )
     return TargetOutcome(target, measured, value <= RENDER_TARGET_US)
 
 

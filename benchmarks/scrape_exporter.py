@@ -1,9 +1,10 @@
 """The exporter's side of a benchmark: listings through its real code path, in a process of its own.
 
 Builds ``Exporter`` against the simulator at ``--url`` with AK/SK signing (keys from the
-environment), runs ``--listings`` listings with ``coordinator.refresh`` and renders the registry
-after each, as a scrape of ``/metrics`` would. Then it reads every page once more and times
-parsing and aggregation alone, which no network wait blurs. Prints one JSON object on stdout.
+environment) and runs ``--listings`` listings with ``coordinator.refresh``. After each, it asks
+the exporter's own ``/metrics`` WSGI app for the exposition, as Prometheus asks for it and as
+plain text, to time the rendering apart from the listing. Then it reads every page once more and
+times parsing and aggregation alone, which no network wait blurs. Prints one JSON object on stdout.
 
     python -m benchmarks.scrape_exporter --url http://127.0.0.1:PORT --project-id P --listings 3
 """
@@ -14,13 +15,14 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
-from prometheus_client import generate_latest
 
 from benchmarks.measured_process import (
     PAGE_SIZE,
+    PROMETHEUS_ACCEPT,
     count_samples,
     credentials_from_environment,
     emit,
@@ -40,17 +42,39 @@ PARSE_ROUNDS_TASKS = 50_000
 MIN_PARSE_ROUNDS = 3
 # Long enough for 1,000 pages at 100 ms with the lowest concurrency the harness offers.
 LISTING_TIMEOUT = 600.0
+# The plain text format, for comparison with what Prometheus asks for.
+TEXT_ACCEPT = "text/plain;version=0.0.4"
+# The exporter reuses a listing for this long (its minimum refresh interval), so that /metrics
+# fetched right after a measured listing renders that listing instead of listing again.
+REUSE_SECONDS = 3600.0
+
+StartResponse = Callable[..., Callable[[bytes], object]]
+MetricsApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class ListingFailed(RuntimeError):
     pass
 
 
-def measure_listing(exporter: Exporter) -> dict[str, Any]:
+class JumpingClock:
+    """``time.monotonic``, moved past the reuse interval before each measured listing."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self._offset
+
+    def jump(self) -> None:
+        self._offset += 2 * REUSE_SECONDS
+
+
+def measure_listing(exporter: Exporter, clock: JumpingClock, app: MetricsApp) -> dict[str, Any]:
+    clock.jump()
     calls_before = _calls(exporter.api_stats)
     latency_before = _latency(exporter.api_stats)
     cpu_started, started = time.process_time(), time.perf_counter()
-    exporter.coordinator.refresh(time.monotonic() + LISTING_TIMEOUT)
+    exporter.coordinator.refresh(clock() + LISTING_TIMEOUT)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     view = exporter.store.view()
     if not view.up or view.snapshot is None:
@@ -59,10 +83,8 @@ def measure_listing(exporter: Exporter) -> dict[str, Any]:
     latency_after = _latency(exporter.api_stats)
     requests = latency_after[1] - latency_before[1]
     mean_request = (latency_after[0] - latency_before[0]) / requests if requests else 0.0
-    render_cpu_started, render_started = time.process_time(), time.perf_counter()
-    exposition = generate_latest(exporter.registry)
-    render_wall = time.perf_counter() - render_started
-    render_cpu = time.process_time() - render_cpu_started
+    as_prometheus_asks = measure_render(exporter, app, PROMETHEUS_ACCEPT)
+    as_text = measure_render(exporter, app, TEXT_ACCEPT)
     return {
         "tasks": view.snapshot.reported_total,
         "series_tasks": len(view.snapshot.series_tasks),
@@ -70,10 +92,41 @@ def measure_listing(exporter: Exporter) -> dict[str, Any]:
         "cpu_seconds": cpu,
         "api_calls": calls,
         "mean_request_seconds": mean_request,
-        "render_seconds": render_wall,
-        "render_cpu_seconds": render_cpu,
-        "exposition_bytes": len(exposition),
-        "samples": count_samples(exposition),
+        "content_type": as_prometheus_asks["content_type"],
+        "render_seconds": as_prometheus_asks["seconds"],
+        "render_cpu_seconds": as_prometheus_asks["cpu_seconds"],
+        "exposition_bytes": as_prometheus_asks["bytes"],
+        "samples": as_prometheus_asks["samples"],
+        "text_render_seconds": as_text["seconds"],
+        "text_exposition_bytes": as_text["bytes"],
+        "text_samples": as_text["samples"],
+    }
+
+
+def measure_render(exporter: Exporter, app: MetricsApp, accept: str) -> dict[str, Any]:
+    """``GET /metrics`` through the exporter's WSGI app, serving the listing just made."""
+    listings = exporter.coordinator.listings
+    answer: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], *_: object) -> Callable[[bytes], object]:
+        answer.append((status, headers))
+        return lambda _data: None
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": "", "HTTP_ACCEPT": accept}
+    cpu_started, started = time.process_time(), time.perf_counter()
+    body = b"".join(app(environ, start_response))
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    if exporter.coordinator.listings != listings:
+        raise ListingFailed("fetching /metrics listed again: the rendering cannot be timed apart")
+    (status, headers), *_ = answer
+    if not status.startswith("200"):
+        raise ListingFailed(f"/metrics answered {status}")
+    return {
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "bytes": len(body),
+        "samples": count_samples(body),
+        "content_type": dict(headers).get("Content-Type", ""),
     }
 
 
@@ -159,13 +212,15 @@ def main(argv: list[str] | None = None) -> None:
             endpoint=args.url, project_id=args.project_id, concurrency=args.concurrency, rate_limit=0
         ),
         iam_endpoint=args.url,
-        scrape=ScrapeSettings(timeout=LISTING_TIMEOUT),
+        scrape=ScrapeSettings(timeout=LISTING_TIMEOUT, min_refresh_interval=REUSE_SECONDS),
     )
     rss_at_start = peak_rss_bytes()
     probe_at_start = speed_probe_seconds()
-    exporter = Exporter(config, AkSkCredentials(access_key, secret_key))
+    clock = JumpingClock()
+    exporter = Exporter(config, AkSkCredentials(access_key, secret_key), clock=clock)
     try:
-        listings = [measure_listing(exporter) for _ in range(args.listings)]
+        app: MetricsApp = exporter.wsgi_app()
+        listings = [measure_listing(exporter, clock, app) for _ in range(args.listings)]
         # Read before the parse timing below, which holds every page at once.
         peak_rss = peak_rss_bytes()
         bodies = fetch_pages(args.url, args.project_id, AkSkAuth(access_key, secret_key))

@@ -1,9 +1,10 @@
 """The naive baseline: how an exporter written in an afternoon would list the same tasks.
 
 Sequential pages (signed with the same AK/SK code), each decoded into dicts and kept, then one
-labelled ``Gauge`` per metric in a fresh registry, with series for every task (no cap), and
-``generate_latest``. Run in a process of its own, against the same simulator as the exporter.
-Prints one JSON object on stdout, shaped like ``benchmarks.scrape_exporter``'s.
+labelled ``Gauge`` per metric in a fresh registry, with series for every task (no cap), rendered
+as prometheus_client's own ``/metrics`` app would answer Prometheus. Run in a process of its
+own, against the same simulator as the exporter. Prints one JSON object on stdout, shaped like
+``benchmarks.scrape_exporter``'s.
 
     python -m benchmarks.scrape_naive --url http://127.0.0.1:PORT --project-id P --listings 1
 """
@@ -17,10 +18,12 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.exposition import choose_encoder
 
 from benchmarks.measured_process import (
     PAGE_SIZE,
+    PROMETHEUS_ACCEPT,
     count_samples,
     credentials_from_environment,
     emit,
@@ -84,8 +87,9 @@ def measure_listing(http: httpx.Client, url: str, project_id: str) -> dict[str, 
     tasks, calls = list_tasks(http, url, project_id)
     registry = fill_registry(project_id, tasks)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    encoder, content_type = choose_encoder(PROMETHEUS_ACCEPT)
     render_cpu_started, render_started = time.process_time(), time.perf_counter()
-    exposition = generate_latest(registry)
+    exposition = encoder(registry)
     render_wall = time.perf_counter() - render_started
     render_cpu = time.process_time() - render_cpu_started
     return {
@@ -94,6 +98,7 @@ def measure_listing(http: httpx.Client, url: str, project_id: str) -> dict[str, 
         "wall_seconds": wall,
         "cpu_seconds": cpu,
         "api_calls": calls,
+        "content_type": content_type,
         "render_seconds": render_wall,
         "render_cpu_seconds": render_cpu,
         "exposition_bytes": len(exposition),

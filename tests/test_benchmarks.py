@@ -42,6 +42,8 @@ SIDE_FIELDS = {
     "cpu_seconds_per_1000_tasks",
     "listing_cpu_us_per_task",
     "render_us_per_sample",
+    "content_type",
+    "text_render_us_per_sample",
     "samples",
     "series_tasks",
     "exposition_bytes",
@@ -86,6 +88,10 @@ def test_the_json_has_every_figure(tiny_run: tuple[dict[str, object], str]) -> N
         assert configuration[side]["samples"] > 0
         assert configuration[side]["exposition_bytes"] > 0
         assert configuration[side]["peak_rss_bytes"] > 0
+    # Rendered as Prometheus asks for it, and as plain text (the baseline only as Prometheus asks).
+    assert configuration["exporter"]["content_type"] and configuration["baseline"]["content_type"]
+    assert configuration["exporter"]["text_render_us_per_sample"] > 0
+    assert configuration["baseline"]["text_render_us_per_sample"] is None
     assert set(configuration["exporter"]["parse_and_fold"]) == PARSE_FIELDS
     assert configuration["exporter"]["parse_and_fold"]["tasks"] == TASKS
     assert configuration["speedup"] > 0
@@ -131,10 +137,14 @@ def _measured(wall: float, calls: int) -> dict[str, object]:
         "cpu_seconds": 0.2,
         "api_calls": calls,
         "mean_request_seconds": 0.021,
+        "content_type": "application/openmetrics-text; version=1.0.0; charset=utf-8",
         "render_seconds": 0.01,
         "render_cpu_seconds": 0.01,
         "exposition_bytes": 800_000,
         "samples": 5000,
+        "text_render_seconds": 0.005,
+        "text_exposition_bytes": 800_000,
+        "text_samples": 5000,
     }
     parse = {
         "tasks": 10_000,

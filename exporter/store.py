@@ -82,7 +82,8 @@ class FinishedTaskTracker:
     def observe(self, staged: TrackerPass, task: Task) -> None:
         task_id, now = task.task_id, staged.now
         if task.status in FINISHED_STATUSES:
-            staged.closed_ids.add(task_id)
+            if task_id in self._open:  # only these need closing; adding every id would cost ~12 MB at 100k
+                staged.closed_ids.add(task_id)
             if task_id in self._finished:
                 return
             ended = task.ended if task.ended is not None else now

@@ -107,6 +107,22 @@ def parse_timestamp(text: str) -> float:
 
     Raises ``ValueError`` for anything else, including impossible dates.
     """
+    # Finished tasks come back with the same times in every listing: a bounded memo makes a
+    # repeat about six times cheaper. Emptied when full, so it never holds more than ~3 MB.
+    seconds = _PARSED.get(text)
+    if seconds is None:
+        seconds = _parse_timestamp(text)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = seconds
+    return seconds
+
+
+_PARSED: dict[str, float] = {}
+_PARSED_MAX = 32_768
+
+
+def _parse_timestamp(text: str) -> float:
     # Fast path for the form the API sends (2020-09-01T18:50:20Z), about three times faster than
     # the general one: datetime's C parser on the ASCII text, which also rejects impossible dates.
     if (

@@ -3,8 +3,7 @@
 Each scrape first brings the store up to date within the scrape's deadline, which Prometheus
 announces in ``X-Prometheus-Scrape-Timeout-Seconds``; a little is kept back so the answer
 arrives before Prometheus gives up. Format negotiation (text or OpenMetrics), ``name[]``
-filtering and gzip follow prometheus_client's own WSGI app; the text format, what Prometheus
-asks for by default, is rendered by ``exposition.render_text``.
+filtering and gzip follow prometheus_client's own WSGI app; the rendering is ``exposition``'s.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter import __version__
 from exporter.config import ScrapeSettings, WebSettings
-from exporter.exposition import render_text
+from exporter.exposition import render_openmetrics, render_text
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -100,7 +99,12 @@ def _metrics(
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
     source = registry.restricted_registry(names) if names else registry
-    body = render_text(source) if content_type.startswith("text/plain") else encoder(source)
+    if content_type.startswith("text/plain"):
+        body = render_text(source)
+    elif content_type.startswith("application/openmetrics-text"):
+        body = render_openmetrics(source, encoder)
+    else:
+        body = encoder(source)
     headers = [("Content-Type", content_type)]
     if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
         body = gzip.compress(body, compresslevel=GZIP_LEVEL)

@@ -16,8 +16,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 
-from exporter.exposition import _go_float, render_text
+from exporter.exposition import _go_float, render_openmetrics, render_text
 from tests.test_collector import fixed_registry
 
 
@@ -78,3 +79,24 @@ def test_floats_are_written_as_go_writes_them(value: float) -> None:
     from prometheus_client.utils import floatToGoString
 
     assert _go_float(value) == floatToGoString(value)
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        # What Prometheus 2.42 sends: OpenMetrics first.
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+    ],
+)
+def test_openmetrics_is_byte_identical(accept: str) -> None:
+    registry = fixed_registry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    registry.register(Odd())  # type: ignore[arg-type]
+    frozen = Frozen(registry)
+    encoder, content_type = choose_encoder(accept)
+    assert content_type.startswith("application/openmetrics-text")
+    assert render_openmetrics(frozen, encoder) == encoder(frozen)  # type: ignore[arg-type]

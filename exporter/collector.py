@@ -199,15 +199,23 @@ class _Families:
     def fill_tasks(self, view: StoreView, now: float) -> None:
         assert view.snapshot is not None
         project = view.project_id
+        # Appending to the rows directly: six rows per task, for up to --tasks.max-series tasks.
+        info, status, progress = self.info.rows.append, self.status.rows.append, self.progress.rows.append
+        created, ended, duration = (
+            self.created.rows.append,
+            self.ended.rows.append,
+            self.task_duration.rows.append,
+        )
         for task in view.snapshot.series_tasks:
-            ids = (project, task.task_id)
-            self.info.add_row((project, task.task_id, task.asset_id), 1)
-            self.status.add_row((project, task.task_id, task.status), 1)
-            self.progress.add_row(ids, task.progress / 100)
-            self.created.add_row(ids, task.created)
+            task_id = task.task_id
+            ids = (project, task_id)
+            info(((project, task_id, task.asset_id), 1))
+            status(((project, task_id, task.status), 1))
+            progress((ids, task.progress / 100))
+            created((ids, task.created))
             if task.ended is not None:
-                self.ended.add_row(ids, task.ended)
-            self.task_duration.add_row(ids, task.duration(now))
+                ended((ids, task.ended))
+            duration((ids, task.duration(now)))
 
 
 def _with_extra(known: Sequence[str], seen: Mapping[str, int]) -> list[str]:

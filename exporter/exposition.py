@@ -27,9 +27,9 @@ _VALUE_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", '"': '\\"'})
 
 
 class GaugeRows(GaugeMetricFamily):
-    """A gauge family given as rows of label values. ``render_text`` writes the rows straight out;
-    the ``Sample`` objects other renderers read (OpenMetrics) are made only when asked for. The
-    per-task series, most of a scrape, are families of this kind."""
+    """A gauge family given as rows: append ``(label values, value)`` to ``rows``. The renderers
+    here write the rows straight out; the ``Sample`` objects prometheus_client reads are made only
+    when asked for. The per-task series, most of a scrape, are families of this kind."""
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
         self.rows: list[tuple[tuple[str, ...], float]] = []
@@ -37,16 +37,12 @@ class GaugeRows(GaugeMetricFamily):
         super().__init__(name, documentation, labels=labels)
         self.labelnames = tuple(labels)
 
-    def add_row(self, values: tuple[str, ...], value: float) -> None:
-        self.rows.append((values, value))
-        self._samples = None
-
     @property
     def samples(self) -> list[Sample]:
-        if self._samples is None:
+        if self._samples is None or len(self._samples) != len(self.rows):
             names = self.labelnames
             self._samples = [
-                Sample(self.name, dict(zip(names, v, strict=True)), x, None) for v, x in self.rows
+                Sample(self.name, dict(zip(names, v, strict=True)), n, None) for v, n in self.rows
             ]
         return self._samples
 
@@ -54,7 +50,7 @@ class GaugeRows(GaugeMetricFamily):
     def samples(self, value: list[Sample]) -> None:
         # Metric.__init__ starts every family with an empty list; rows are the one way in.
         if value:
-            raise TypeError("add rows with add_row()")
+            raise TypeError("append (label values, value) to rows instead")
 
 
 class _OneFamily(Collector):
@@ -135,15 +131,17 @@ def _render_rows(output: list[str], family: GaugeRows, escaped: dict[str, str], 
     # One format string per family: name{a="{0}",b="{1}"} {2}\n, labels in sorted order.
     labels = ",".join(f'{names[i]}="{{{i}}}"' for i in order)
     line = family.name + ("{{" + labels + "}}" if names else "") + " {" + str(len(names)) + "}\n"
-    append, lookup, escapes = output.append, escaped.get, _VALUE_ESCAPES
+    append, lookup, escapes, number_text = output.append, escaped.get, _VALUE_ESCAPES, _go_float
+    # The loops are spelled out per number of labels: this is the hottest code of a scrape.
+    if len(names) == 2:
+        for (first, second), number in family.rows:
+            one = lookup(first) or escaped.setdefault(first, first.translate(escapes))
+            two = lookup(second) or escaped.setdefault(second, second.translate(escapes))
+            append(line.format(one, two, number_text(number)))
+        return
     for values, number in family.rows:
-        fields = []
-        for value in values:
-            text = lookup(value)
-            if text is None:
-                text = escaped[value] = value.translate(escapes)
-            fields.append(text)
-        append(line.format(*fields, _go_float(number)))
+        fields = [lookup(value) or escaped.setdefault(value, value.translate(escapes)) for value in values]
+        append(line.format(*fields, number_text(number)))
 
 
 def _go_float(value: float) -> str:
@@ -151,8 +149,10 @@ def _go_float(value: float) -> str:
     text = repr(float(value))
     dot = text.find(".")
     if dot > 6 and value > 0:  # Go switches to an exponent sooner than Python
-        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+{dot - 1:02d}"
+        return f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.") + _EXPONENTS[dot - 1]
     if dot < 0 and text[-1] in "fn":  # inf, -inf, nan
         return "NaN" if text == "nan" else ("+Inf" if text == "inf" else "-Inf")
     return text
+
+
+_EXPONENTS = [f"e+{power:02d}" for power in range(400)]

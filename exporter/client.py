@@ -50,6 +50,18 @@ class Page:
     invalid: int  # records on this page skipped as malformed
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A 200 answer's body, parsed by the consumer rather than by the worker that fetched it."""
+
+    offset: int
+    body: bytes
+    request_id: str | None
+
+    def parse(self) -> Page:
+        return parse_page(self.offset, self.body, self.request_id)
+
+
 class VodClient:
     def __init__(
         self,
@@ -78,18 +90,28 @@ class VodClient:
         had (after the retries the rules allow) or the deadline passes.
         """
         abandoned = threading.Event()
-        pending: set[Future[Page]] = {self._pool.submit(self._fetch_page, 0, deadline, abandoned, None)}
+        pending: set[Future[_Answer]] = {self._pool.submit(self._fetch_page, 0, deadline, abandoned)}
         try:
-            (first,) = self._collect(pending, deadline, block_for_one=True)
+            (answer,) = self._collect(pending, deadline)
+            first = answer.parse()
             yield first
-            size = self._settings.page_size
-            for offset in range(size, first.total, size):
-                if len(pending) >= self._settings.concurrency:
-                    yield from self._collect(pending, deadline, block_for_one=True)
-                pending.add(self._pool.submit(self._fetch_page, offset, deadline, abandoned, first.total))
-                yield from self._collect(pending, deadline, block_for_one=False)
+            offsets = iter(range(self._settings.page_size, first.total, self._settings.page_size))
+            self._top_up(pending, offsets, deadline, abandoned)
             while pending:
-                yield from self._collect(pending, deadline, block_for_one=True)
+                answers = self._collect(pending, deadline)
+                # The next requests go out before these pages are parsed and folded, so that no
+                # slot waits on our own CPU work.
+                self._top_up(pending, offsets, deadline, abandoned)
+                for answer in answers:
+                    page = answer.parse()
+                    if not page.tasks and not page.invalid:
+                        # A total that the pages do not bear out: stop paging now rather than
+                        # spend the quota on empty pages until the deadline.
+                        raise InconsistentListing(
+                            f"the page at offset {page.offset} is empty although the API reported "
+                            f"{first.total} tasks"
+                        )
+                    yield page
         finally:
             # Reached on error, on deadline and when the caller stops early: stop the workers'
             # retries and reads, and drop pages not yet started.
@@ -97,21 +119,32 @@ class VodClient:
             for future in pending:
                 future.cancel()
 
-    def _collect(self, pending: set[Future[Page]], deadline: float, *, block_for_one: bool) -> list[Page]:
-        timeout = max(0.0, deadline - self._clock()) if block_for_one else 0.0
-        done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-        if block_for_one and not done:
+    def _top_up(
+        self,
+        pending: set[Future[_Answer]],
+        offsets: Iterator[int],
+        deadline: float,
+        abandoned: threading.Event,
+    ) -> None:
+        while len(pending) < self._settings.concurrency:
+            offset = next(offsets, None)
+            if offset is None:
+                return
+            pending.add(self._pool.submit(self._fetch_page, offset, deadline, abandoned))
+
+    def _collect(self, pending: set[Future[_Answer]], deadline: float) -> list[_Answer]:
+        """The answers that have arrived, waiting until one does or the deadline passes."""
+        done, _ = wait(pending, timeout=max(0.0, deadline - self._clock()), return_when=FIRST_COMPLETED)
+        if not done:
             raise DeadlineExceeded("the listing did not finish before the scrape deadline")
         pending.difference_update(done)
         return [future.result() for future in done]  # re-raises a page's error
 
-    def _fetch_page(
-        self, offset: int, deadline: float, abandoned: threading.Event, expected_total: int | None
-    ) -> Page:
+    def _fetch_page(self, offset: int, deadline: float, abandoned: threading.Event) -> _Answer:
         attempt = 0
         while True:
             try:
-                page = self._request_page(offset, deadline, abandoned)
+                return self._request_page(offset, deadline, abandoned)
             except ApiError as error:
                 if not is_retryable(error) or attempt >= self._settings.max_retries or abandoned.is_set():
                     raise
@@ -125,14 +158,6 @@ class VodClient:
                 if abandoned.wait(delay):
                     raise
                 attempt += 1
-                continue
-            if expected_total is not None and not page.tasks and not page.invalid:
-                # A total that the pages do not bear out: stop paging now rather than spend
-                # the quota on empty pages until the deadline.
-                raise InconsistentListing(
-                    f"the page at offset {offset} is empty although the API reported {expected_total} tasks"
-                )
-            return page
 
     def _backoff(self, attempt: int, *, throttled: bool) -> float:
         if throttled:
@@ -142,7 +167,7 @@ class VodClient:
         ceiling: float = min(self._settings.backoff_max, self._settings.backoff_base * 2.0**attempt)
         return ceiling * (0.5 + 0.5 * self._jitter())
 
-    def _request_page(self, offset: int, deadline: float, abandoned: threading.Event) -> Page:
+    def _request_page(self, offset: int, deadline: float, abandoned: threading.Event) -> _Answer:
         if deadline - self._clock() <= 0:
             raise DeadlineExceeded("the listing did not finish before the scrape deadline")
         self._limiter.acquire(deadline)
@@ -166,7 +191,7 @@ class VodClient:
         if response.status_code != 200:
             raise classify_response(response.status_code, body, request_id)
         self._limiter.succeeded()
-        return parse_page(offset, body, request_id)
+        return _Answer(offset, body, request_id)
 
     def _read_body(self, response: httpx.Response, deadline: float, abandoned: threading.Event) -> bytes:
         # httpx's timeouts bound each read, not the whole body: an API that drips its answer

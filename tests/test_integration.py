@@ -398,3 +398,52 @@ def poll_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         pause.wait(0.01)
+
+
+@pytest.mark.parametrize("frozen_simulator", [250], indirect=True)
+def test_serve_lists_on_scrape_and_stops_cleanly_on_sigterm(
+    frozen_simulator: Simulator, tmp_path: object
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_"))}
+    env.update(HOME=str(tmp_path), HUAWEICLOUD_SDK_AK=AK, HUAWEICLOUD_SDK_SK=SK, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "serve",
+            "--project-id",
+            PROJECT,
+            "--endpoint",
+            frozen_simulator.url,
+            "--iam-endpoint",
+            frozen_simulator.url,
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        poll_until(lambda: _answers(f"http://127.0.0.1:{port}/-/ready"), timeout=30)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=20).text
+        assert f'huaweicloud_vod_editing_tasks_reported{{project_id="{PROJECT}"}} 250.0' in text
+        assert frozen_simulator.requests.count("tasks", 200) == 3
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+        assert process.returncode == 0, err
+        assert "shutting down" in err and SK not in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

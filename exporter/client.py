@@ -2,7 +2,8 @@
 
 The first page tells the ``total``; the rest are fetched concurrently, at most ``concurrency`` at a
 time and under the request-rate limit, and handed to the caller in the order they arrive. At most
-``concurrency`` pages are held at once, so memory does not grow with the number of tasks.
+twice ``concurrency`` pages are held at once (those being folded and those in flight), so memory
+does not grow with the number of tasks.
 
 Every page, the first included, is fetched by a worker thread and waited for with the deadline, so
 the caller gets its answer in time even when the API stalls mid-body; the workers stop reading at
@@ -30,6 +31,7 @@ from exporter.errors import (
     InconsistentListing,
     NetworkError,
     RequestTimeout,
+    SlowedDown,
     ThrottledError,
     classify_response,
     is_retryable,
@@ -145,6 +147,8 @@ class VodClient:
         while True:
             try:
                 return self._request_page(offset, deadline, abandoned)
+            except SlowedDown:
+                raise
             except ApiError as error:
                 if not is_retryable(error) or attempt >= self._settings.max_retries or abandoned.is_set():
                     raise
@@ -170,9 +174,9 @@ class VodClient:
     def _request_page(self, offset: int, deadline: float, abandoned: threading.Event) -> _Answer:
         if deadline - self._clock() <= 0:
             raise DeadlineExceeded("the listing did not finish before the scrape deadline")
-        self._limiter.acquire(deadline)
+        self._limiter.acquire(deadline, abandoned)
         remaining = deadline - self._clock()
-        if remaining <= 0:
+        if remaining <= 0 or abandoned.is_set():
             raise DeadlineExceeded("the listing did not finish before the scrape deadline")
         params = {"offset": str(offset), "limit": str(self._settings.page_size)}
         timeout = min(self._settings.request_timeout, remaining)

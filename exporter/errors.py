@@ -61,6 +61,11 @@ class ThrottledError(ApiError):
     reason = "throttled"
 
 
+class SlowedDown(ThrottledError):
+    """Our own rate limit, slowed by earlier 429s, leaves no slot before the deadline. Not an
+    answer from the API: neither retried nor a reason to slow down further."""
+
+
 class ServerError(ApiError):
     """5xx: the gateway or VOD failed; worth retrying."""
 

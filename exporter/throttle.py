@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from exporter.errors import DeadlineExceeded, ThrottledError
+from exporter.errors import DeadlineExceeded, SlowedDown
 
 # With no configured limit the first 429 still needs a rate to halve: start from this one.
 _UNLIMITED_FALLBACK_RATE = 20.0
@@ -47,23 +47,29 @@ class RateLimiter:
         """Requests per second allowed now (``inf`` when unlimited)."""
         return self._rate
 
-    def acquire(self, deadline: float) -> None:
-        """Wait for a request slot; raises ``DeadlineExceeded`` if it would come after ``deadline``."""
+    def acquire(self, deadline: float, cancelled: threading.Event | None = None) -> None:
+        """Wait for a request slot; raises ``DeadlineExceeded`` if it would come after ``deadline``
+        or ``cancelled`` is set while waiting (the listing it was for has ended)."""
         with self._lock:
             if math.isinf(self._rate):
                 return
             now = self._clock()
-            self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
-            self._updated = now
+            self._refill(now)
             wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self._rate
             if now + wait > deadline:
                 if self._rate < self._configured:
-                    raise ThrottledError("slowed down by 429s: the next request would miss the deadline")
+                    raise SlowedDown("slowed down by 429s: the next request would miss the deadline")
                 raise DeadlineExceeded("the request-rate limit leaves no slot before the scrape deadline")
             # Take the token now, even if it is only due later: the next caller queues behind us.
             self._tokens -= 1
-        if wait > 0:
+        if wait <= 0:
+            return
+        if cancelled is None:
             self._sleep(wait)
+        elif cancelled.wait(wait):
+            with self._lock:
+                self._tokens += 1  # not spent: give it back
+            raise DeadlineExceeded("the listing ended while this request waited for a slot")
 
     def throttled(self) -> None:
         """The API answered 429: halve the rate (once per throttling window)."""
@@ -72,9 +78,17 @@ class RateLimiter:
             if now < self._calm_until:
                 return
             self._calm_until = now + _THROTTLE_WINDOW
+            # Settle what was earned at the old rate first, so that none of it is credited again
+            # at the new one.
+            self._refill(now)
             current = _UNLIMITED_FALLBACK_RATE if math.isinf(self._rate) else self._rate
             self._rate = max(_MIN_RATE, current / 2)
             self._tokens = min(self._tokens, 0.0)
+
+    def _refill(self, now: float) -> None:
+        if not math.isinf(self._rate):
+            self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
 
     def succeeded(self) -> None:
         """A request went through: earn back some of the rate lost to 429s."""

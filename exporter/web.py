@@ -72,8 +72,9 @@ class ExporterApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == self._web.telemetry_path:
-            if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-                return _text(start_response, "405 Method Not Allowed", "Use GET.\n")
+            if environ.get("REQUEST_METHOD", "GET") != "GET":
+                # Not even HEAD: every answer here costs a listing, that is API calls.
+                return _text(start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET")])
             current = self._refresh(self._clock() + scrape_budget(environ, self._scrape))
             return _metrics(self._registry if current else self._late_registry, environ, start_response)
         if path == "/-/healthy":
@@ -99,9 +100,12 @@ def _metrics(
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
     source = registry.restricted_registry(names) if names else registry
-    if content_type.startswith("text/plain"):
+    # The fast renderers write names as they are: right for the default escaping (names here are
+    # all valid in the old character set), not for the dots or values schemes a scraper may ask for.
+    plain_names = "escaping=dots" not in content_type and "escaping=values" not in content_type
+    if plain_names and content_type.startswith("text/plain"):
         body = render_text(source)
-    elif content_type.startswith("application/openmetrics-text"):
+    elif plain_names and content_type.startswith("application/openmetrics-text"):
         body = render_openmetrics(source, encoder)
     else:
         body = encoder(source)
@@ -114,11 +118,12 @@ def _metrics(
     return [body]
 
 
-def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+def _text(
+    start_response: StartResponse, status: str, body: str, extra: list[tuple[str, str]] | None = None
+) -> list[bytes]:
     data = body.encode()
-    start_response(
-        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
-    )
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
+    start_response(status, headers + (extra or []))
     return [data]
 
 

@@ -364,3 +364,18 @@ def test_a_body_that_cannot_be_decoded_is_a_bad_response_and_is_billed() -> None
             list(client.iter_pages(time.monotonic() + 10))
         client.close()
     assert stats.requests() == {("list_editing_tasks", "200"): 1}
+
+
+def test_our_own_slowed_limit_is_neither_retried_nor_a_reason_to_slow_down(api_settings: ApiSettings) -> None:
+    settings = replace(api_settings, rate_limit=1, throttle_backoff=0.001)
+    limiter = RateLimiter(settings.rate_limit, 1)
+    client, _ = make_client(settings, limiter)
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).mock(
+            side_effect=[httpx.Response(429, content=error_body("APIGW.0308", "x"))]
+            + [httpx.Response(200, content=body([]))] * 5
+        )
+        with pytest.raises(ThrottledError, match="slowed down by 429s"):
+            list(client.iter_pages(time.monotonic() + 0.5))
+    assert route.call_count == 1  # the retry found no slot before the deadline
+    assert limiter.rate == 0.5  # halved once, for the one 429 the API sent

@@ -100,3 +100,22 @@ def test_openmetrics_is_byte_identical(accept: str) -> None:
     encoder, content_type = choose_encoder(accept)
     assert content_type.startswith("application/openmetrics-text")
     assert render_openmetrics(frozen, encoder) == encoder(frozen)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/openmetrics-text;version=1.0.0;escaping=dots",
+        "text/plain;version=1.0.0;escaping=dots",
+        "text/plain;version=1.0.0;escaping=values",
+    ],
+)
+def test_a_scraper_asking_for_another_name_escaping_gets_prometheus_clients_output(accept: str) -> None:
+    from exporter.web import _metrics
+
+    registry = fixed_registry()
+    answers: list[tuple[str, list[tuple[str, str]]]] = []
+    environ = {"HTTP_ACCEPT": accept, "QUERY_STRING": ""}
+    (body,) = _metrics(registry, environ, lambda status, headers: answers.append((status, headers)))  # type: ignore[arg-type]
+    encoder, _ = choose_encoder(accept)
+    assert body == encoder(registry)

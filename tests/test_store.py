@@ -263,3 +263,11 @@ def test_a_task_run_again_is_created_once() -> None:
         listing(store, [page([state])], now=NOW + 30 * step)
     assert store.view().created_total == 1
     assert finished(store) == {"FAILED": 1}
+
+
+def test_a_finished_task_without_an_end_time_is_counted_once() -> None:
+    store = new_store(tracker_retention=3600)
+    undated = record(6, "CANCEL", create_time="2026-11-28T09:59:00Z", end_time=None)
+    for step in range(12):  # three hours of listings every 15 minutes
+        listing(store, [page([undated])], now=NOW + 900 * step)
+    assert finished(store) == {"CANCEL": 1}

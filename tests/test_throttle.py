@@ -63,3 +63,37 @@ def test_a_slot_after_the_deadline_is_reported_by_its_cause() -> None:
     slowed.throttled()
     with pytest.raises(ThrottledError):
         slowed.acquire(deadline=slowed_clock() + 0.5)
+
+
+def test_a_halving_is_not_undone_by_time_earned_at_the_old_rate() -> None:
+    bucket, clock = limiter(10, burst=4)
+    for _ in range(4):
+        bucket.acquire(deadline=clock() + 100)
+    clock.sleep(1.0)  # earns 10 tokens at the old rate (capped at the burst of 4)...
+    bucket.throttled()  # ...which the 429 says were not there to spend
+    start = clock()
+    bucket.acquire(deadline=clock() + 100)
+    assert clock() - start == pytest.approx(0.2)  # one slot at the halved rate, 5/s
+
+
+def test_the_first_429_without_a_limit_starts_from_an_empty_bucket() -> None:
+    bucket, clock = limiter(0)
+    clock.sleep(30)
+    bucket.throttled()
+    start = clock()
+    bucket.acquire(deadline=clock() + 100)
+    assert clock() - start == pytest.approx(0.1)
+
+
+def test_a_cancelled_wait_ends_at_once_and_gives_its_slot_back() -> None:
+    import threading
+
+    bucket, clock = limiter(1)
+    bucket.acquire(deadline=clock() + 100)
+    cancelled = threading.Event()
+    cancelled.set()
+    with pytest.raises(DeadlineExceeded, match="listing ended"):
+        bucket.acquire(deadline=clock() + 100, cancelled=cancelled)
+    start = clock()
+    bucket.acquire(deadline=clock() + 100)
+    assert clock() - start == pytest.approx(1.0)  # only the one slot it was queued for

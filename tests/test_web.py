@@ -100,3 +100,10 @@ def test_name_filter_and_method(served: tuple[str, Recorder, ExporterApp]) -> No
     filtered = httpx.get(url + "/metrics", params={"name[]": "no_such_metric"})
     assert filtered.status_code == 200 and "huaweicloud_vod_up" not in filtered.text
     assert httpx.post(url + "/metrics").status_code == 405
+
+
+def test_only_get_lists(served: tuple[str, Recorder, ExporterApp]) -> None:
+    url, recorder, _ = served
+    head = httpx.head(url + "/metrics")
+    assert head.status_code == 405 and head.headers["Allow"] == "GET"
+    assert recorder.deadlines == []

@@ -66,8 +66,7 @@ def render_text(registry: Collector) -> bytes:
     escaped: dict[str, str] = {}  # label values repeat across the per-task families
     for family in registry.collect():
         if isinstance(family, GaugeRows) and _LEGACY_NAME.fullmatch(family.name):
-            help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
-            _render_rows(output, family, escaped, help_text)
+            _render_rows(output, family, escaped, _text_help(family.documentation))
         elif _renderable(family.name, family.samples):
             _render_family(output, family.name, family.type, family.documentation, family.samples)
         else:
@@ -82,7 +81,8 @@ def render_openmetrics(registry: Collector, encoder: Callable[[Collector], bytes
     escaped: dict[str, str] = {}
     for family in registry.collect():
         if isinstance(family, GaugeRows) and _LEGACY_NAME.fullmatch(family.name) and not family.unit:
-            help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+            # OpenMetrics escapes quotes in HELP too; the text format does not.
+            help_text = _text_help(family.documentation).replace('"', r"\"")
             _render_rows(output, family, escaped, help_text)
         else:
             text = encoder(_OneFamily(family)).decode()
@@ -108,8 +108,9 @@ def _render_family(
     output: list[str], name: str, kind: str, documentation: str, samples: list[Sample]
 ) -> None:
     shown = name + "_total" if kind == "counter" else name + "_info" if kind == "info" else name
-    help_text = documentation.replace("\\", r"\\").replace("\n", r"\n")
-    output.append(f"# HELP {shown} {help_text}\n# TYPE {shown} {_TYPE_NAMES.get(kind, kind)}\n")
+    output.append(
+        f"# HELP {shown} {_text_help(documentation)}\n# TYPE {shown} {_TYPE_NAMES.get(kind, kind)}\n"
+    )
     label_order: dict[tuple[str, ...], tuple[str, ...]] = {}
     for sample in samples:
         labels = sample.labels
@@ -122,6 +123,10 @@ def _render_family(
             output.append(f"{sample.name}{{{text}}} {_go_float(sample.value)}\n")
         else:
             output.append(f"{sample.name} {_go_float(sample.value)}\n")
+
+
+def _text_help(documentation: str) -> str:
+    return documentation.replace("\\", r"\\").replace("\n", r"\n")
 
 
 def _render_rows(output: list[str], family: GaugeRows, escaped: dict[str, str], help_text: str) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -75,3 +78,22 @@ def api_settings() -> ApiSettings:
 def paged(records: Sequence[dict[str, Any]], limit: int = 100) -> Iterator[tuple[int, bytes]]:
     for offset in range(0, max(len(records), 1), limit):
         yield offset, body(records[offset : offset + limit], total=len(records))
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago, for a server started as another process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:
+    """``check()``'s first truthy answer, polled until ``timeout`` seconds; fails naming ``what``."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        pause.wait(every)
+    pytest.fail(f"gave up waiting for {what}")

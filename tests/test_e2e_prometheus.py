@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from exporter.credentials import AkSkCredentials
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
 from exporter.web import ExporterServer
+from tests.conftest import free_port, wait_for
 from tests.test_dashboard import dashboard_expressions, load_dashboard
 from tests.test_rules import ALERTING_RULES, RECORDING_RULES, all_rules
 
@@ -63,24 +63,6 @@ class StoppableClock:
     def freeze(self) -> float:
         self.frozen_at = time.time()
         return self.frozen_at
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def poll(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """``check()``'s first truthy answer; fails with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        pause.wait(0.2)
-    pytest.fail(f"gave up waiting for {what}")
 
 
 @dataclass
@@ -176,12 +158,12 @@ def series_count(stack: Stack, expr: str) -> int:
 @pytest.fixture(scope="module")
 def warmed(stack: Stack) -> Stack:
     """Wait until Prometheus has scraped long enough for rates, ratios and rules to have data."""
-    poll("Prometheus to scrape the exporter", lambda: series_count(stack, f'up{{job="{JOB}"}} == 1'))
-    poll(
+    wait_for("Prometheus to scrape the exporter", lambda: series_count(stack, f'up{{job="{JOB}"}} == 1'))
+    wait_for(
         "tasks to finish while the exporter watches",
         lambda: series_count(stack, "sum(huaweicloud_vod_editing_tasks_finished_total) > 5"),
     )
-    poll(
+    wait_for(
         "the recording rules to produce SLIs",
         lambda: (
             series_count(stack, "project_id:vod_editing_tasks_success:ratio_rate5m")
@@ -297,7 +279,7 @@ def test_stored_counts_equal_the_simulators_ground_truth(warmed: Stack) -> None:
             return None
         return {s["metric"]["status"]: int(float(s["value"][1])) for s in answer if float(s["value"][1])}
 
-    assert poll("a scrape after the world stood still", stored) == truth
+    assert wait_for("a scrape after the world stood still", stored) == truth
     reported = warmed.query("huaweicloud_vod_editing_tasks_reported")["data"]["result"]
     assert int(float(reported[0]["value"][1])) == warmed.simulator.world.total(frozen_at)
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 
 import httpx
@@ -29,6 +28,7 @@ from exporter.simulator.identity import IamUser
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
 from exporter.web import ExporterServer
+from tests.conftest import free_port, wait_for
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 AK, SK = "AKINTEGRATION0001", "integration-secret-key"
@@ -286,12 +286,6 @@ def test_finished_counters_move_by_exactly_the_tasks_that_finished_between_scrap
         simulator.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_demo_serves_up_1_and_stops_on_sigterm() -> None:
     port = free_port()
     process = subprocess.Popen(
@@ -302,15 +296,8 @@ def test_demo_serves_up_1_and_stops_on_sigterm() -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        deadline = time.monotonic() + 30
-        text = ""
-        while time.monotonic() < deadline:
-            try:
-                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-                if 'huaweicloud_vod_up{project_id="' in text:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)  # polling for the port to open, bounded by the deadline
+        wait_for("the demo to be ready", lambda: _answers(f"http://127.0.0.1:{port}/-/ready"), 30, 0.05)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         assert "} 1.0" in next(line for line in text.splitlines() if line.startswith("huaweicloud_vod_up{"))
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)
@@ -378,7 +365,7 @@ def test_a_scrape_that_joins_a_slow_listing_answers_in_time_with_up_0(frozen_sim
             )
         )
         leader.start()
-        poll_until(lambda: frozen_simulator.requests.count("tasks") + exporter.coordinator.listings > 0)
+        wait_for("the first scrape to start its listing", lambda: exporter.coordinator.listings > 0, 10, 0.01)
         started = time.monotonic()
         late = httpx.get(url, headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.8"}, timeout=20).text
         assert time.monotonic() - started < 0.8
@@ -390,14 +377,6 @@ def test_a_scrape_that_joins_a_slow_listing_answers_in_time_with_up_0(frozen_sim
     finally:
         server.stop()
         exporter.close()
-
-
-def poll_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        pause.wait(0.01)
 
 
 @pytest.mark.parametrize("frozen_simulator", [250], indirect=True)
@@ -428,7 +407,7 @@ def test_serve_lists_on_scrape_and_stops_cleanly_on_sigterm(
         text=True,
     )
     try:
-        poll_until(lambda: _answers(f"http://127.0.0.1:{port}/-/ready"), timeout=30)
+        wait_for("the exporter to be ready", lambda: _answers(f"http://127.0.0.1:{port}/-/ready"), 30, 0.05)
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=20).text
         assert f'huaweicloud_vod_editing_tasks_reported{{project_id="{PROJECT}"}} 250.0' in text
         assert frozen_simulator.requests.count("tasks", 200) == 3

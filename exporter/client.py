@@ -138,7 +138,7 @@ class VodClient:
         """The answers that have arrived, waiting until one does or the deadline passes."""
         done, _ = wait(pending, timeout=max(0.0, deadline - self._clock()), return_when=FIRST_COMPLETED)
         if not done:
-            raise DeadlineExceeded("the listing did not finish before the scrape deadline")
+            raise _past_deadline()
         pending.difference_update(done)
         return [future.result() for future in done]  # re-raises a page's error
 
@@ -173,11 +173,11 @@ class VodClient:
 
     def _request_page(self, offset: int, deadline: float, abandoned: threading.Event) -> _Answer:
         if deadline - self._clock() <= 0:
-            raise DeadlineExceeded("the listing did not finish before the scrape deadline")
+            raise _past_deadline()
         self._limiter.acquire(deadline, abandoned)
         remaining = deadline - self._clock()
         if remaining <= 0 or abandoned.is_set():
-            raise DeadlineExceeded("the listing did not finish before the scrape deadline")
+            raise _past_deadline()
         params = {"offset": str(offset), "limit": str(self._settings.page_size)}
         timeout = min(self._settings.request_timeout, remaining)
         try:
@@ -185,7 +185,7 @@ class VodClient:
                 body = self._read_body(response, deadline, abandoned)
         except httpx.TimeoutException as error:
             if self._clock() >= deadline:
-                raise DeadlineExceeded("the listing did not finish before the scrape deadline") from error
+                raise _past_deadline() from error
             raise RequestTimeout(f"no answer within {self._settings.request_timeout:g}s") from error
         except httpx.TransportError as error:
             raise NetworkError(f"{type(error).__name__}: {error}") from error
@@ -203,9 +203,13 @@ class VodClient:
         chunks = []
         for chunk in response.iter_bytes():
             if abandoned.is_set() or self._clock() >= deadline:
-                raise DeadlineExceeded("the listing did not finish before the scrape deadline")
+                raise _past_deadline()
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _past_deadline() -> DeadlineExceeded:
+    return DeadlineExceeded("the listing did not finish before the scrape deadline")
 
 
 def parse_page(offset: int, body: bytes, request_id: str | None = None) -> Page:

@@ -288,6 +288,8 @@ def once(**options: Any) -> None:
 
     Exits 0 when the listing succeeded; otherwise 1, with the reason on stderr.
     """
+    # At the default level, once keeps stderr to its own one-line verdict: the listing's warning
+    # would say the same thing twice. An explicit debug (or warn) still shows the log.
     configure_logging(
         options["log_level"] if options["log_level"] != "info" else "error", options["log_format"]
     )

@@ -29,12 +29,12 @@ from benchmarks.measured_process import (
     peak_rss_bytes,
     speed_probe_seconds,
 )
-from exporter.api_metrics import ApiRequestStats
 from exporter.app import Exporter
-from exporter.auth import AkSkAuth
-from exporter.client import OPERATION, parse_page
+from exporter.cloud.api_metrics import ApiRequestStats
+from exporter.cloud.auth import AkSkAuth
+from exporter.cloud.client import OPERATION, parse_page
+from exporter.cloud.credentials import AkSkCredentials
 from exporter.config import ApiSettings, Config, ScrapeSettings
-from exporter.credentials import AkSkCredentials
 from exporter.store import TaskStore
 
 # Parsing is timed over at least this many tasks, so that small listings give steady figures.

@@ -30,7 +30,7 @@ from benchmarks.measured_process import (
     peak_rss_bytes,
     speed_probe_seconds,
 )
-from exporter.auth import AkSkAuth
+from exporter.cloud.auth import AkSkAuth
 
 STATUSES = ("WAITING", "PROCESSING", "SUCCEED", "FAILED", "CANCEL")
 

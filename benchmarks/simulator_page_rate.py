@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from exporter import signing
+from exporter.cloud import signing
 
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 ACCESS_KEY = "BENCHMARKACCESSKEY00"

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from benchmarks.measured_process import PAGE_SIZE, child_environment, credentials_environment
-from exporter.auth import AkSkAuth
+from exporter.cloud.auth import AkSkAuth
 
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 # Building a world of 100k tasks takes a few seconds on a slow machine.

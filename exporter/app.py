@@ -12,16 +12,16 @@ import httpx
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from exporter import __version__
-from exporter.api_metrics import ApiRequestStats, CountingTransport
-from exporter.auth import build_auth
-from exporter.client import OPERATION as LIST_OPERATION
-from exporter.client import VodClient
-from exporter.collector import VodCollector
+from exporter.cloud.api_metrics import ApiRequestStats, CountingTransport
+from exporter.cloud.auth import build_auth
+from exporter.cloud.client import OPERATION as LIST_OPERATION
+from exporter.cloud.client import VodClient
+from exporter.cloud.credentials import Credentials
 from exporter.config import Config
-from exporter.credentials import Credentials
-from exporter.listing import ListingCoordinator
+from exporter.listing.coordinator import ListingCoordinator
+from exporter.serving.collector import VodCollector
+from exporter.serving.web import ExporterApp
 from exporter.store import StoreView, TaskStore
-from exporter.web import ExporterApp
 
 IAM_OPERATION = "iam_token"
 USER_AGENT = f"vod-exporter/{__version__}"

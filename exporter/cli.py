@@ -34,7 +34,7 @@ from exporter.config import (
 from exporter.logs import FORMATS, LEVELS, configure_logging
 
 if TYPE_CHECKING:
-    from exporter.credentials import Credentials
+    from exporter.cloud.credentials import Credentials
 
 log = logging.getLogger("exporter")
 
@@ -208,7 +208,7 @@ def build_config(
 
 def load(options: dict[str, Any]) -> tuple[Config, Credentials]:
     """Config and credentials from the options and the environment, validated; nothing started."""
-    from exporter.credentials import AkSkCredentials, resolve_credentials
+    from exporter.cloud.credentials import AkSkCredentials, resolve_credentials
 
     env = dict(os.environ)
     credentials = resolve_credentials(
@@ -254,7 +254,7 @@ def serve(**options: Any) -> None:
     configure_logging(options["log_level"], options["log_format"])
     config, credentials = load(options)
     from exporter.app import Exporter
-    from exporter.web import ExporterServer
+    from exporter.serving.web import ExporterServer
 
     exporter = Exporter(config, credentials)
     app = exporter.wsgi_app()

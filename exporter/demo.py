@@ -11,11 +11,11 @@ import secrets
 from dataclasses import replace
 
 from exporter.app import Exporter
+from exporter.cloud.credentials import AkSkCredentials
 from exporter.config import ApiSettings, Config, ScrapeSettings, WebSettings
-from exporter.credentials import AkSkCredentials
+from exporter.serving.web import ExporterServer
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
-from exporter.web import ExporterServer
 
 DEMO_PROJECT_ID = "de0de0de0de0de0de0de0de0de0de0de"
 

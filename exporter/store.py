@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from exporter.client import Page
+from exporter.cloud.client import Page
+from exporter.cloud.errors import InconsistentListing
 from exporter.config import SeriesSettings
-from exporter.errors import InconsistentListing
 from exporter.histogram import BucketCounts, HistogramSnapshot
 from exporter.tasks import FINISHED_STATUSES, KNOWN_STATUSES, PROCESSING, WAITING, Task
 

@@ -14,15 +14,15 @@ import httpx
 import pytest
 import respx
 
-from exporter import signing
-from exporter.auth import AkSkAuth, IamTokenAuth, StaticTokenAuth, build_auth
-from exporter.credentials import (
+from exporter.cloud import signing
+from exporter.cloud.auth import AkSkAuth, IamTokenAuth, StaticTokenAuth, build_auth
+from exporter.cloud.credentials import (
     AkSkCredentials,
     Credentials,
     IamPasswordCredentials,
     StaticTokenCredentials,
 )
-from exporter.errors import AuthError, BadResponseError, NetworkError, ServerError
+from exporter.cloud.errors import AuthError, BadResponseError, NetworkError, ServerError
 
 API = "https://vod.test"
 LIST_URL = f"{API}/v1/proj-1/asset/editing/tasks"
@@ -164,7 +164,7 @@ def test_token_file_is_reread_when_it_changes(tmp_path: Path, caplog: pytest.Log
     write_token(path, "token-two-longer\n", 2_000_000_000_000)
     assert step(auth, httpx.Request("GET", LIST_URL)).headers["X-Auth-Token"] == "token-two-longer"
 
-    with caplog.at_level(logging.WARNING, logger="exporter.auth"):
+    with caplog.at_level(logging.WARNING, logger="exporter.cloud.auth"):
         write_token(path, "", 3_000_000_000_000)
         for _ in range(3):
             assert step(auth, httpx.Request("GET", LIST_URL)).headers["X-Auth-Token"] == "token-two-longer"

@@ -13,10 +13,9 @@ import httpx
 import pytest
 import respx
 
-from exporter.api_metrics import ApiRequestStats, CountingTransport
-from exporter.client import OPERATION, VodClient, parse_page
-from exporter.config import ApiSettings
-from exporter.errors import (
+from exporter.cloud.api_metrics import ApiRequestStats, CountingTransport
+from exporter.cloud.client import OPERATION, VodClient, parse_page
+from exporter.cloud.errors import (
     ApiError,
     AuthError,
     BadResponseError,
@@ -27,7 +26,8 @@ from exporter.errors import (
     ServerError,
     ThrottledError,
 )
-from exporter.throttle import RateLimiter
+from exporter.cloud.throttle import RateLimiter
+from exporter.config import ApiSettings
 from tests.conftest import TASKS_URL, body, error_body, record
 
 

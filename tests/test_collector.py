@@ -16,10 +16,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter.api_metrics import ApiRequestStats
-from exporter.client import parse_page
-from exporter.collector import VodCollector
+from exporter.cloud.api_metrics import ApiRequestStats
+from exporter.cloud.client import parse_page
 from exporter.config import SeriesSettings
+from exporter.serving.collector import VodCollector
 from exporter.store import TaskStore
 from exporter.tasks import parse_timestamp
 from tests.conftest import body, record

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import ConfigError
-from exporter.credentials import (
+from exporter.cloud.credentials import (
     AkSkCredentials,
     IamPasswordCredentials,
     StaticTokenCredentials,
     resolve_credentials,
 )
+from exporter.config import ConfigError
 
 # Every secret in these tests contains this marker, so one check finds any leak.
 SECRET = "s3cr3t-MARKER"
@@ -110,7 +110,7 @@ def test_half_an_environment_pair_falls_back_to_the_file_like_the_sdk(
 ) -> None:
     write_sdk_file(default_sdk_file(home), "[basic]\nak = AKFILE\nsk = SKFILE\n")
     env = {"HUAWEICLOUD_SDK_AK": "AKENV"}
-    with caplog.at_level(logging.WARNING, logger="exporter.credentials"):
+    with caplog.at_level(logging.WARNING, logger="exporter.cloud.credentials"):
         creds = resolve_credentials("aksk", env, home=home)
     assert creds == AkSkCredentials(access_key="AKFILE", secret_key="SKFILE")
     assert "HUAWEICLOUD_SDK_AK is set but HUAWEICLOUD_SDK_SK is not" in caplog.text
@@ -313,7 +313,7 @@ def test_auto_skips_half_set_ak_sk_for_a_token_and_says_so(
     home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     env = {"HUAWEICLOUD_SDK_SK": SECRET, "VOD_EXPORTER_AUTH_TOKEN": SECRET}
-    with caplog.at_level(logging.WARNING, logger="exporter.credentials"):
+    with caplog.at_level(logging.WARNING, logger="exporter.cloud.credentials"):
         creds = resolve_credentials("auto", env, home=home)
     assert isinstance(creds, StaticTokenCredentials)
     assert "HUAWEICLOUD_SDK_SK is set but HUAWEICLOUD_SDK_AK is not" in caplog.text

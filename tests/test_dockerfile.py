@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.cli import DEFAULT_LISTEN_ADDRESS, cli
 from exporter.config import ScrapeSettings, WebSettings
-from exporter.web import ExporterApp, ExporterServer
+from exporter.serving.web import ExporterApp, ExporterServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

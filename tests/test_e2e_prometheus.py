@@ -23,11 +23,11 @@ import pytest
 import yaml
 
 from exporter.app import Exporter
+from exporter.cloud.credentials import AkSkCredentials
 from exporter.config import ApiSettings, Config, ScrapeSettings, WebSettings
-from exporter.credentials import AkSkCredentials
+from exporter.serving.web import ExporterServer
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
-from exporter.web import ExporterServer
 from tests.conftest import free_port, wait_for
 from tests.test_dashboard import dashboard_expressions, load_dashboard
 from tests.test_rules import ALERTING_RULES, RECORDING_RULES, all_rules

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.errors import (
+from exporter.cloud.errors import (
     AuthError,
     BadResponseError,
     ServerError,

@@ -18,7 +18,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from exporter.exposition import _go_float, render_openmetrics, render_text
+from exporter.serving.exposition import _go_float, render_openmetrics, render_text
 from tests.test_collector import fixed_registry
 
 
@@ -111,7 +111,7 @@ def test_openmetrics_is_byte_identical(accept: str) -> None:
     ],
 )
 def test_a_scraper_asking_for_another_name_escaping_gets_prometheus_clients_output(accept: str) -> None:
-    from exporter.web import _metrics
+    from exporter.serving.web import _metrics
 
     registry = fixed_registry()
     answers: list[tuple[str, list[tuple[str, str]]]] = []

@@ -21,13 +21,13 @@ import pytest
 from prometheus_client import generate_latest
 
 from exporter.app import Exporter
+from exporter.cloud.credentials import AkSkCredentials, IamPasswordCredentials
 from exporter.config import ApiSettings, Config, ScrapeSettings
-from exporter.credentials import AkSkCredentials, IamPasswordCredentials
+from exporter.serving.web import ExporterServer
 from exporter.simulator.faults import FaultSettings
 from exporter.simulator.identity import IamUser
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
-from exporter.web import ExporterServer
 from tests.conftest import free_port, wait_for
 
 PROJECT = "0123456789abcdef0123456789abcdef"

@@ -6,10 +6,10 @@ import threading
 import time
 from collections.abc import Iterator
 
-from exporter.client import Page, parse_page
+from exporter.cloud.client import Page, parse_page
+from exporter.cloud.errors import DeadlineExceeded
 from exporter.config import SeriesSettings
-from exporter.errors import DeadlineExceeded
-from exporter.listing import ListingCoordinator
+from exporter.listing.coordinator import ListingCoordinator
 from exporter.store import TaskStore
 from tests.conftest import FakeClock, body, record
 

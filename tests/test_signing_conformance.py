@@ -23,8 +23,8 @@ from huaweicloudsdkcore.signer.signer import Signer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter import signing
-from exporter.auth import AkSkAuth
+from exporter.cloud import signing
+from exporter.cloud.auth import AkSkAuth
 
 AK = "HPUAEXAMPLEAK0000000"
 SK = "ExampleSecretKey0123456789abcdefghijklmn"

@@ -1,6 +1,6 @@
 """The simulated VOD API: its task model, and what it answers over real sockets.
 
-Requests are signed with ``exporter.signing`` directly, so these tests hold whatever the exporter's
+Requests are signed with ``exporter.cloud.signing`` directly, so these tests hold whatever the exporter's
 own auth does; ``test_simulator_sdk.py`` proves the official SDK accepts the simulator too.
 """
 
@@ -28,7 +28,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from exporter import signing
+from exporter.cloud import signing
 from exporter.config import ConfigError
 from exporter.simulator import FaultSettings, IamUser, Simulator, World, WorldSettings
 from exporter.simulator.command import build_simulator, simulate
@@ -503,7 +503,7 @@ def test_iam_refuses_wrong_credentials_in_keystone_style(
 
 
 def test_the_exporters_own_signer_is_accepted(sim: Simulator, clock: FakeClock) -> None:
-    from exporter.auth import AkSkAuth
+    from exporter.cloud.auth import AkSkAuth
 
     auth = AkSkAuth(AK, SK, project_id=PROJECT, clock=clock)
     with httpx.Client(base_url=sim.url, auth=auth) as c:
@@ -514,7 +514,7 @@ def test_the_exporters_own_signer_is_accepted(sim: Simulator, clock: FakeClock) 
 
 
 def test_the_exporters_iam_token_auth_renews_an_expired_token_once(sim: Simulator, clock: FakeClock) -> None:
-    from exporter.auth import IamTokenAuth
+    from exporter.cloud.auth import IamTokenAuth
 
     with httpx.Client(base_url=sim.url) as c:
         auth = IamTokenAuth(

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from exporter.client import Page, parse_page
+from exporter.cloud.client import Page, parse_page
+from exporter.cloud.errors import InconsistentListing
 from exporter.config import SeriesSettings
-from exporter.errors import InconsistentListing
 from exporter.store import Snapshot, TaskStore
 from exporter.tasks import parse_timestamp
 from tests.conftest import body, record

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from exporter.errors import DeadlineExceeded, ThrottledError
-from exporter.throttle import RateLimiter
+from exporter.cloud.errors import DeadlineExceeded, ThrottledError
+from exporter.cloud.throttle import RateLimiter
 from tests.conftest import FakeClock
 
 

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
 from exporter.config import ScrapeSettings, WebSettings
-from exporter.web import ExporterApp, ExporterServer
+from exporter.serving.web import ExporterApp, ExporterServer
 from tests.conftest import FakeClock
 
 

@@ -1,6 +1,6 @@
 """Who may call the simulated API: AK/SK signatures, IAM password tokens, and the AK lock-out.
 
-The signature is checked with ``exporter.signing``, over exactly the headers the client says it
+The signature is checked with ``exporter.cloud.signing``, over exactly the headers the client says it
 signed, the path and query as received, and the body. Like the real gateway it allows 15 minutes
 of clock skew and locks an access key for 5 minutes after 5 failed authentications in a row.
 """
@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from exporter.signing import DATE_HEADER, canonical_request, parse_authorization, parse_sdk_date, signature
+from exporter.cloud.signing import (
+    DATE_HEADER,
+    canonical_request,
+    parse_authorization,
+    parse_sdk_date,
+    signature,
+)
 from exporter.simulator import rejections
 from exporter.simulator.rejections import Rejected
 

@@ -22,17 +22,17 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from exporter import signing
-from exporter.credentials import (
+from exporter.cloud import signing
+from exporter.cloud.credentials import (
     AkSkCredentials,
     Credentials,
     IamPasswordCredentials,
     StaticTokenCredentials,
 )
-from exporter.errors import AuthError, BadResponseError, NetworkError, classify_response
+from exporter.cloud.errors import AuthError, BadResponseError, NetworkError, classify_response
 from exporter.tasks import parse_timestamp
 
-log = logging.getLogger("exporter.auth")
+log = logging.getLogger("exporter.cloud.auth")
 
 TOKEN_HEADER = "X-Auth-Token"
 PROJECT_ID_HEADER = "X-Project-Id"

@@ -13,8 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from exporter.client import VodClient
-from exporter.errors import InconsistentListing, ListingFailed
+from exporter.cloud.client import VodClient
+from exporter.cloud.errors import InconsistentListing, ListingFailed
 from exporter.store import ListingBuilder, Snapshot, TaskStore
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from exporter.errors import DeadlineExceeded, SlowedDown
+from exporter.cloud.errors import DeadlineExceeded, SlowedDown
 
 # With no configured limit the first 429 still needs a rate to halve: start from this one.
 _UNLIMITED_FALLBACK_RATE = 20.0

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from exporter.config import ApiSettings
-from exporter.errors import (
+from exporter.cloud.errors import (
     ApiError,
     BadResponseError,
     DeadlineExceeded,
@@ -36,8 +35,9 @@ from exporter.errors import (
     classify_response,
     is_retryable,
 )
+from exporter.cloud.throttle import RateLimiter
+from exporter.config import ApiSettings
 from exporter.tasks import InvalidTask, Task, parse_task
-from exporter.throttle import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter import __version__
 from exporter.config import ScrapeSettings, WebSettings
-from exporter.exposition import render_openmetrics, render_text
+from exporter.serving.exposition import render_openmetrics, render_text
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from exporter.config import ConfigError
 
-log = logging.getLogger("exporter.credentials")
+log = logging.getLogger("exporter.cloud.credentials")
 
 ENV_AK = "HUAWEICLOUD_SDK_AK"
 ENV_SK = "HUAWEICLOUD_SDK_SK"

@@ -23,9 +23,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.api_metrics import ApiRequestStats
-from exporter.exposition import GaugeRows
+from exporter.cloud.api_metrics import ApiRequestStats
 from exporter.histogram import HistogramSnapshot
+from exporter.serving.exposition import GaugeRows
 from exporter.store import StoreView
 from exporter.tasks import PROCESSING, WAITING
 

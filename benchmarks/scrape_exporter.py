@@ -32,10 +32,11 @@ from benchmarks.measured_process import (
 from exporter.app import Exporter
 from exporter.cloud.api_metrics import ApiRequestStats
 from exporter.cloud.auth import AkSkAuth
-from exporter.cloud.client import OPERATION, parse_page
+from exporter.cloud.client import OPERATION
 from exporter.cloud.credentials import AkSkCredentials
 from exporter.config import ApiSettings, Config, ScrapeSettings
 from exporter.store import TaskStore
+from exporter.tasks import parse_page
 
 # Parsing is timed over at least this many tasks, so that small listings give steady figures.
 PARSE_ROUNDS_TASKS = 50_000

@@ -15,13 +15,23 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from exporter.cloud.client import Page
-from exporter.cloud.errors import InconsistentListing
 from exporter.config import SeriesSettings
+from exporter.failures import InconsistentListing
 from exporter.histogram import BucketCounts, HistogramSnapshot
-from exporter.tasks import FINISHED_STATUSES, KNOWN_STATUSES, PROCESSING, WAITING, Task
+from exporter.tasks import FINISHED_STATUSES, KNOWN_STATUSES, PROCESSING, WAITING, Page, Task
 
 OLDEST_TRACKED_STATUSES = (WAITING, PROCESSING)
+
+# A status the API adds one day keeps its own name, but only so many of them do: a hostile or
+# broken upstream sending thousands of distinct statuses must not make thousands of series. The
+# most frequent ones keep their names; the tasks of the rest are counted under ``OTHER_STATUS``
+# (lower case, so that it never merges with a status of the API's upper-case kind).
+MAX_UNKNOWN_STATUSES = 10
+OTHER_STATUS = "other"
+# Distinct unknown statuses told apart while folding one listing; past that, their tasks go
+# straight to OTHER_STATUS, so memory stays bounded whatever the API sends.
+_UNKNOWN_STATUS_MEMORY = 1000
+_REPEATED_PAGES_LIMIT = 2
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ class FinishedTaskTracker:
 
     @property
     def remembered(self) -> int:
+        """Task ids held in the three memories: bounded by what starts and ends per retention."""
         return len(self._open) + len(self._created) + len(self._finished)
 
     def begin(self, now: float) -> TrackerPass:
@@ -125,10 +136,13 @@ class ListingBuilder:
         self._tracker = tracker
         self._tracker_pass = tracker.begin(now)
         self._counts: Counter[str] = Counter({status: 0 for status in KNOWN_STATUSES})
+        self._unknown: Counter[str] = Counter()  # tasks per unknown status, up to the memory
+        self._unknown_overflow = 0  # tasks whose unknown status came past that memory
         # Hashes, not ids: a listing of 100k tasks costs ~4 MB, not ~12. Two ids with one 64-bit
         # hash (odds ~3e-10 at 100k tasks) would make one listing inconsistent, never miscounted.
         self._seen: set[int] = set()
         self._duplicates = 0
+        self._repeated_pages = 0  # pages that held nothing but tasks already read
         self._invalid = 0
         self._totals: set[int] = set()
         self._oldest: dict[str, float] = {}
@@ -138,19 +152,44 @@ class ListingBuilder:
         self._finished_cutoff = now - settings.max_finished_age
 
     def add(self, page: Page) -> None:
+        """Fold one page in. Raises ``InconsistentListing`` at once for a page that cannot be
+        part of a real listing, so that paging stops before it spends the quota on more."""
         self._totals.add(page.total)
         self._invalid += page.invalid
+        fresh = 0
         for task in page.tasks:
             key = hash(task.task_id)
             if key in self._seen:
                 self._duplicates += 1
                 continue
             self._seen.add(key)
+            fresh += 1
             self._fold(task)
+        if fresh or page.invalid:
+            return
+        if not page.tasks and page.offset < page.total:
+            raise InconsistentListing(
+                f"the page at offset {page.offset} is empty although the API reported {page.total} tasks"
+            )
+        if page.tasks:
+            # Drift moves a few tasks across a page boundary, which can leave the last page with
+            # nothing new; a second such page is an API that repeats itself (a bogus total over
+            # the same tasks), which no number of further pages would make add up.
+            self._repeated_pages += 1
+            if self._repeated_pages >= _REPEATED_PAGES_LIMIT:
+                raise InconsistentListing(
+                    f"{self._repeated_pages} pages (the last at offset {page.offset}) hold only tasks "
+                    f"already read although the API reported {page.total} tasks"
+                )
 
     def _fold(self, task: Task) -> None:
         status = task.status
-        self._counts[status] += 1
+        if status in self._counts:
+            self._counts[status] += 1
+        elif status in self._unknown or len(self._unknown) < _UNKNOWN_STATUS_MEMORY:
+            self._unknown[status] += 1
+        else:
+            self._unknown_overflow += 1
         if status in OLDEST_TRACKED_STATUSES:
             oldest = self._oldest.get(status)
             if oldest is None or task.created < oldest:
@@ -184,16 +223,32 @@ class ListingBuilder:
                 f"read {distinct} distinct tasks ({self._duplicates} repeated) "
                 f"but the API reports {reported}: tasks changed while paging"
             )
-        series = tuple(entry[3] for entry in sorted(self._heap, reverse=True))
+        counts = self._counts_with_unknown_statuses_capped()
+        series = tuple(
+            task if task.status in counts else task._replace(status=OTHER_STATUS)
+            for *_, task in sorted(self._heap, reverse=True)
+        )
         return Snapshot(
             taken_at=self._now,
-            counts=dict(self._counts),
+            counts=counts,
             reported_total=reported,
             invalid=self._invalid,
             oldest_created=dict(self._oldest),
             series_tasks=series,
             series_dropped=self._candidates - len(series),
         )
+
+    def _counts_with_unknown_statuses_capped(self) -> dict[str, int]:
+        """Tasks per status, every known status included, and at most ``MAX_UNKNOWN_STATUSES``
+        unknown ones by name: the most frequent, then by name, so that the choice does not depend
+        on the order pages came in. The other unknown statuses' tasks go to ``OTHER_STATUS``."""
+        ranked = sorted(self._unknown.items(), key=lambda item: (-item[1], item[0]))
+        counts = dict(self._counts)
+        counts.update(ranked[:MAX_UNKNOWN_STATUSES])
+        other = self._unknown_overflow + sum(count for _, count in ranked[MAX_UNKNOWN_STATUSES:])
+        if other:
+            counts[OTHER_STATUS] = counts.get(OTHER_STATUS, 0) + other
+        return counts
 
     @property
     def tracker_pass(self) -> TrackerPass:
@@ -214,6 +269,7 @@ class StoreView:
     created_total: int
     finished_total: Mapping[str, int]
     finished_durations: Mapping[str, HistogramSnapshot]
+    tracked_tasks: int  # task ids the finished-task tracker remembers
 
     def deadline_missed(self) -> StoreView:
         """What a scrape that could not wait for the listing in flight is served: up 0, no snapshot.
@@ -241,10 +297,6 @@ class TaskStore:
         self._created = 0
         self._finished: Counter[str] = Counter({status: 0 for status in sorted(FINISHED_STATUSES)})
         self._durations = {status: BucketCounts(settings.duration_buckets) for status in self._finished}
-
-    @property
-    def tracker(self) -> FinishedTaskTracker:
-        return self._tracker
 
     def start_listing(self, now: float) -> ListingBuilder:
         return ListingBuilder(self._settings, now, self._tracker)
@@ -285,4 +337,5 @@ class TaskStore:
                 created_total=self._created,
                 finished_total=dict(self._finished),
                 finished_durations={status: counts.snapshot() for status, counts in self._durations.items()},
+                tracked_tasks=self._tracker.remembered,
             )

@@ -1,14 +1,22 @@
-"""The editing-task record: parsing and validation of one entry of the API's ``tasks`` array.
+"""The editing-task record and the page it comes in: parsing and validation of the API's answer.
 
 A record that cannot be trusted raises ``InvalidTask``; the caller skips and counts it, so one
-bad record never breaks a scrape nor turns into a wrong number.
+bad record never breaks a scrape nor turns into a wrong number. A body that is not the documented
+JSON raises ``InvalidPage``. Validation happens here, where a record enters, so that every later
+stage (the store, the collector, the exposition) can take a ``Task`` at its word.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta, timezone
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
+
+from exporter.timestamps import parse_timestamp
+
+log = logging.getLogger(__name__)
 
 WAITING = "WAITING"
 PROCESSING = "PROCESSING"
@@ -17,16 +25,25 @@ FAILED = "FAILED"
 CANCEL = "CANCEL"
 
 KNOWN_STATUSES = (WAITING, PROCESSING, SUCCEED, FAILED, CANCEL)
-_KNOWN = frozenset(KNOWN_STATUSES)
 OPEN_STATUSES = frozenset({WAITING, PROCESSING})
 FINISHED_STATUSES = frozenset({SUCCEED, FAILED, CANCEL})
 
-_MAX_STATUS_LENGTH = 32
-_STATUS_UNSAFE = re.compile(r"[^A-Z0-9_]")
+# Real ids are 32 hex characters and statuses a word; these bounds only keep a hostile record from
+# turning into a huge label value.
+MAX_ID_LENGTH = 256
+MAX_STATUS_LENGTH = 64
+# Editing tasks exist since the 2010s; a time outside this range is a broken record, not a task
+# that is 56 years old or ends in 9999 (either would skew every age and duration).
+EARLIEST_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
+LATEST_TIME = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 
 
 class InvalidTask(ValueError):
     """A record that is skipped and counted in ``huaweicloud_vod_editing_tasks_invalid``."""
+
+
+class InvalidPage(ValueError):
+    """A 200 body that is not the documented JSON: the listing cannot be used."""
 
 
 class Task(NamedTuple):
@@ -50,7 +67,8 @@ class Task(NamedTuple):
         return max(0.0, end - self.created)
 
 
-def parse_task(raw: object) -> Task:
+def parse_task(raw: object, parse_time: Callable[[str], float] = parse_timestamp) -> Task:
+    """One record as a ``Task``; ``parse_time`` may be a memoised ``parse_timestamp``."""
     # Exact type checks (``type(x) is str``) are both faster than isinstance on this hot path and
     # stricter where it matters: a JSON true is not a progress of 1.
     if type(raw) is not dict:
@@ -59,14 +77,17 @@ def parse_task(raw: object) -> Task:
     task_id = get("task_id")
     if type(task_id) is not str or not task_id:
         raise InvalidTask("missing task_id")
+    _check_text(task_id, "task_id", MAX_ID_LENGTH)
     asset_id = get("asset_id", "")
     if type(asset_id) is not str:
         if asset_id is not None:
             raise InvalidTask(f"task {task_id}: asset_id is not a string")
         asset_id = ""
+    _check_text(asset_id, "asset_id", MAX_ID_LENGTH)
     status = get("status")
-    if type(status) is not str or not status:
+    if type(status) is not str or not status.strip():
         raise InvalidTask(f"task {task_id}: missing status")
+    _check_text(status, "status", MAX_STATUS_LENGTH)
     progress = get("progress", 0)
     if type(progress) is not int or not 0 <= progress <= 100:
         raise InvalidTask(f"task {task_id}: progress {progress!r} is not an integer 0-100")
@@ -77,85 +98,56 @@ def parse_task(raw: object) -> Task:
     if end_text is not None and type(end_text) is not str:
         raise InvalidTask(f"task {task_id}: end_time is not a string")
     try:
-        created = parse_timestamp(created_text)
-        ended = parse_timestamp(end_text) if end_text else None
+        created = parse_time(created_text)
+        ended = parse_time(end_text) if end_text else None
     except ValueError as error:
         raise InvalidTask(f"task {task_id}: {error}") from None
-    if status not in _KNOWN:
-        status = sanitize_status(status)
+    if not EARLIEST_TIME <= created < LATEST_TIME or (
+        ended is not None and not EARLIEST_TIME <= ended < LATEST_TIME
+    ):
+        raise InvalidTask(f"task {task_id}: a time outside 2000-2099")
     return Task(task_id, asset_id, status, progress, created, ended)
 
 
-def sanitize_status(status: str) -> str:
-    """Known statuses pass as they are; an unknown one keeps its name in a label-safe form."""
-    if status in KNOWN_STATUSES:
-        return status
-    cleaned = _STATUS_UNSAFE.sub("_", status.strip().upper())[:_MAX_STATUS_LENGTH]
-    return cleaned or "UNKNOWN"
-
-
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)",
-    re.ASCII,
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_NAIVE_EPOCH = datetime(1970, 1, 1)
-
-
-def parse_timestamp(text: str) -> float:
-    """Seconds since the epoch for an RFC 3339 time (``Z``, offsets and fractions).
-
-    Raises ``ValueError`` for anything else, including impossible dates.
-    """
-    # Finished tasks come back with the same times in every listing: a bounded memo makes a
-    # repeat about six times cheaper. Emptied when full, so it never holds more than ~3 MB; that
-    # covers projects of up to ~16,000 tasks, and costs larger ones nothing measurable.
-    seconds = _PARSED.get(text)
-    if seconds is None:
-        seconds = _parse_timestamp(text)
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.clear()
-        _PARSED[text] = seconds
-    return seconds
-
-
-_PARSED: dict[str, float] = {}
-_PARSED_MAX = 32_768
-
-
-def _parse_timestamp(text: str) -> float:
-    # Fast path for the form the API sends (2020-09-01T18:50:20Z), about three times faster than
-    # the general one: datetime's C parser on the ASCII text, which also rejects impossible dates.
-    if (
-        len(text) == 20
-        and text[19] == "Z"
-        and text[10] == "T"
-        and text[4] == "-"
-        and text[7] == "-"
-        and text[13] == ":"
-        and text[16] == ":"
-        and text.isascii()
-    ):
+def _check_text(value: str, field: str, max_length: int) -> None:
+    if len(value) > max_length:
+        raise InvalidTask(f"{field} is longer than {max_length} characters")
+    if not value.isascii():
         try:
-            return (datetime.fromisoformat(text[:19]) - _NAIVE_EPOCH).total_seconds()
-        except ValueError:
-            raise ValueError(f"time {text!r} is not a valid date and time") from None
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        raise ValueError(f"time {text!r} is not RFC 3339")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    fraction, zone = match.group(7), match.group(8)
-    if zone in ("Z", "z"):
-        offset = timedelta(0)
-    else:
-        sign = -1 if zone[0] == "-" else 1
-        zone_hours, zone_minutes = int(zone[1:3]), int(zone[4:6])
-        if zone_hours > 23 or zone_minutes > 59:
-            raise ValueError(f"time {text!r} has an impossible offset")
-        offset = sign * timedelta(hours=zone_hours, minutes=zone_minutes)
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate ("\ud800" in the JSON): valid JSON, but no UTF-8 string, so it
+            # could never be written out as a label value.
+            raise InvalidTask(f"{field} is not valid Unicode") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    offset: int
+    total: int
+    tasks: list[Task]
+    invalid: int  # records on this page skipped as malformed
+
+
+def parse_page(offset: int, body: bytes, parse_time: Callable[[str], float] = parse_timestamp) -> Page:
+    """A 200 body as a ``Page``; malformed records are counted, a malformed body raises ``InvalidPage``."""
     try:
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+        document = json.loads(body)
     except ValueError:
-        raise ValueError(f"time {text!r} is not a valid date and time") from None
-    seconds = (moment - _EPOCH).total_seconds()
-    return seconds + float(fraction) if fraction else seconds
+        raise InvalidPage("the body is not JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidPage("the body is not a JSON object")
+    total, records = document.get("total"), document.get("tasks", [])
+    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+        raise InvalidPage(f"'total' is {total!r}, not a count")
+    if not isinstance(records, list):
+        raise InvalidPage("'tasks' is not a list")
+    tasks: list[Task] = []
+    invalid = 0
+    for record in records:
+        try:
+            tasks.append(parse_task(record, parse_time))
+        except InvalidTask as error:
+            invalid += 1
+            log.debug("skipping a malformed record: %s", error)
+    return Page(offset, total, tasks, invalid)

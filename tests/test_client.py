@@ -14,13 +14,12 @@ import pytest
 import respx
 
 from exporter.cloud.api_metrics import ApiRequestStats, CountingTransport
-from exporter.cloud.client import OPERATION, VodClient, parse_page
+from exporter.cloud.client import OPERATION, VodClient
 from exporter.cloud.errors import (
     ApiError,
     AuthError,
     BadResponseError,
     DeadlineExceeded,
-    InconsistentListing,
     NetworkError,
     RequestTimeout,
     ServerError,
@@ -261,30 +260,6 @@ def test_pages_after_the_first_are_fetched_concurrently_within_the_bound(api_set
     client.close()
 
 
-def test_parse_page_counts_malformed_records_and_keeps_the_rest() -> None:
-    page = parse_page(0, body([record(1), {"task_id": "x"}, "junk", record(2)], total=4))
-    assert [t.task_id for t in page.tasks] == ["task-000001", "task-000002"]
-    assert page.invalid == 2 and page.total == 4
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        b"",
-        b"not json",
-        b"[]",
-        b'{"tasks": []}',
-        b'{"total": -1, "tasks": []}',
-        b'{"total": "3", "tasks": []}',
-        b'{"total": true, "tasks": []}',
-        b'{"total": 1, "tasks": {}}',
-    ],
-)
-def test_parse_page_rejects_a_malformed_body(content: bytes) -> None:
-    with pytest.raises(BadResponseError):
-        parse_page(0, content)
-
-
 def test_a_malformed_body_is_not_retried(api_settings: ApiSettings) -> None:
     client, _ = make_client(api_settings)
     with respx.mock() as mock:
@@ -292,23 +267,6 @@ def test_a_malformed_body_is_not_retried(api_settings: ApiSettings) -> None:
         with pytest.raises(BadResponseError):
             list(client.iter_pages(far_deadline()))
     assert route.call_count == 1
-
-
-def test_a_total_the_pages_do_not_bear_out_stops_paging_at_once(api_settings: ApiSettings) -> None:
-    client, _ = make_client(api_settings)
-
-    def page(request: httpx.Request) -> httpx.Response:
-        offset = int(request.url.params["offset"])
-        records = [record(i) for i in range(100)] if offset == 0 else []
-        return httpx.Response(200, content=body(records, total=1_000_000))
-
-    with respx.mock() as mock:
-        route = mock.get(TASKS_URL).mock(side_effect=page)
-        with pytest.raises(InconsistentListing, match="empty although the API reported 1000000"):
-            list(client.iter_pages(far_deadline()))
-    # The first page, then at most one window of concurrent pages: not 10,000 calls.
-    assert route.call_count <= 1 + 2 * api_settings.concurrency
-    client.close()
 
 
 @contextmanager

@@ -17,11 +17,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter.cloud.api_metrics import ApiRequestStats
-from exporter.cloud.client import parse_page
 from exporter.config import SeriesSettings
 from exporter.serving.collector import VodCollector
 from exporter.store import TaskStore
-from exporter.tasks import parse_timestamp
+from exporter.tasks import parse_page
+from exporter.timestamps import parse_timestamp
 from tests.conftest import body, record
 
 GOLDEN = Path(__file__).parent / "golden"

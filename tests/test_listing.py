@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from exporter.cloud.client import Page, parse_page
+import httpx
+import respx
+
+from exporter.cloud.client import VodClient
 from exporter.cloud.errors import DeadlineExceeded
-from exporter.config import SeriesSettings
+from exporter.config import ApiSettings, SeriesSettings
 from exporter.listing.coordinator import ListingCoordinator
-from exporter.store import TaskStore
-from tests.conftest import FakeClock, body, record
+from exporter.store import StoreView, TaskStore
+from exporter.tasks import Page, parse_page
+from tests.conftest import TASKS_URL, FakeClock, body, record
 
 
 class FakeClient:
@@ -186,3 +190,39 @@ def test_a_drift_retry_that_could_not_finish_in_time_is_not_started() -> None:
     runner = ListingCoordinator(client, store, clock=clock)  # type: ignore[arg-type]
     runner.refresh(clock() + 6)  # 2 s left after the first attempt: too little for a second
     assert client.calls == 1 and store.view().errors == {"inconsistent": 1}
+
+
+def listing_over(pages: Callable[[int], bytes], settings: ApiSettings) -> tuple[StoreView, int]:
+    """One listing by the real client (over respx) into a real store; the view and the calls made."""
+    client = VodClient(settings, httpx.Client())
+    store = TaskStore(settings.project_id, SeriesSettings(), started_at=0)
+    runner = ListingCoordinator(client, store)
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).mock(
+            side_effect=lambda request: httpx.Response(200, content=pages(int(request.url.params["offset"])))
+        )
+        runner.refresh(time.monotonic() + 30)
+    client.close()
+    return store.view(), route.call_count
+
+
+def test_a_total_the_pages_do_not_bear_out_stops_paging_at_once(api_settings: ApiSettings) -> None:
+    def pages(offset: int) -> bytes:
+        return body([record(i) for i in range(100)] if offset == 0 else [], total=1_000_000)
+
+    view, calls = listing_over(pages, api_settings)
+    assert not view.up and view.errors == {"inconsistent": 1}
+    assert view.last_error is not None and "empty although the API reported 1000000" in view.last_error[1]
+    # The first page, then at most one window of concurrent pages: not 10,000 calls.
+    assert calls <= 1 + 2 * api_settings.concurrency
+
+
+def test_pages_that_repeat_the_same_tasks_are_inconsistent_within_a_few_calls(
+    api_settings: ApiSettings,
+) -> None:
+    # A total of 10^9 over the same 100 tasks on every page: not a timeout after 160 calls.
+    same = body([record(i) for i in range(100)], total=10**9)
+    view, calls = listing_over(lambda offset: same, api_settings)
+    assert not view.up and view.errors == {"inconsistent": 1}
+    assert view.last_error is not None and "hold only tasks already read" in view.last_error[1]
+    assert calls <= 1 + 2 * api_settings.concurrency

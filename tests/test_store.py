@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from exporter.cloud.client import Page, parse_page
-from exporter.cloud.errors import InconsistentListing
 from exporter.config import SeriesSettings
-from exporter.store import Snapshot, TaskStore
-from exporter.tasks import parse_timestamp
+from exporter.failures import InconsistentListing
+from exporter.store import MAX_UNKNOWN_STATUSES, OTHER_STATUS, Snapshot, TaskStore
+from exporter.tasks import KNOWN_STATUSES, Page, parse_page
+from exporter.timestamps import parse_timestamp
 from tests.conftest import body, record
 
 NOW = parse_timestamp("2026-11-28T10:00:00Z")
@@ -227,7 +227,7 @@ def test_tracker_memory_stays_bounded_by_the_retention() -> None:
         listing(store, [page(batch)], now=now)
     assert finished(store) == {"SUCCEED": 480}
     # What was created or ended within the last hour (two memories of up to 30), not all 480.
-    assert store.tracker.remembered <= 60
+    assert store.view().tracked_tasks <= 60
 
 
 def test_a_task_missing_from_one_listing_is_neither_created_again_nor_loses_its_end() -> None:
@@ -271,3 +271,28 @@ def test_a_finished_task_without_an_end_time_is_counted_once() -> None:
     for step in range(12):  # three hours of listings every 15 minutes
         listing(store, [page([undated])], now=NOW + 900 * step)
     assert finished(store) == {"CANCEL": 1}
+
+
+def test_thousands_of_unknown_statuses_make_a_bounded_number_of_series() -> None:
+    # 3,000 distinct statuses made 3,005 editing_tasks series; now the ten most frequent keep
+    # their names and the rest share one bucket. Pages of 100, as the API sends them.
+    records = [record(i, "PAUSED", end_time=None) for i in range(5)]
+    records += [record(100 + i, f"STATE-{i:04d}", end_time=None) for i in range(3000)]
+    pages = [page(records[i : i + 100], total=len(records), offset=i) for i in range(0, len(records), 100)]
+    snapshot = listing(new_store(max_series=5000), pages)
+    unknown = {s: n for s, n in snapshot.counts.items() if s not in KNOWN_STATUSES}
+    assert len(unknown) == MAX_UNKNOWN_STATUSES + 1
+    assert unknown["PAUSED"] == 5 and unknown[OTHER_STATUS] == 3000 - (MAX_UNKNOWN_STATUSES - 1)
+    assert sum(snapshot.counts.values()) == len(records)
+    # Per-task series carry the same statuses as the counts.
+    assert {task.status for task in snapshot.series_tasks} == set(unknown)
+
+
+def test_which_unknown_statuses_keep_their_name_does_not_depend_on_page_order() -> None:
+    records = [record(i, f"S{i % 15:02d}", end_time=None) for i in range(15 * 20)]
+    records += [record(1000 + i, "S14", end_time=None) for i in range(5)]
+    pages = [page(records[i : i + 100], total=len(records), offset=i) for i in range(0, len(records), 100)]
+    forward = listing(new_store(), pages).counts
+    backward = listing(new_store(), pages[::-1]).counts
+    assert forward == backward
+    assert "S14" in forward  # the most frequent is always named

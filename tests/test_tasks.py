@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from exporter.tasks import InvalidTask, Task, parse_task, parse_timestamp, sanitize_status
-from tests.conftest import record
+from exporter.tasks import InvalidPage, InvalidTask, Task, parse_page, parse_task
+from exporter.timestamps import parse_timestamp
+from tests.conftest import body, record
 
 
 def epoch(text: str) -> int:
@@ -112,18 +113,42 @@ def test_missing_asset_id_is_tolerated() -> None:
     assert parse_task(data).asset_id == ""
 
 
+@pytest.mark.parametrize("raw", ["PAUSED", "re-queued", "FOO-BAR", "FOO_BAR", "\u00fcber", "Stage 2"])
+def test_unknown_statuses_keep_their_exact_name(raw: str) -> None:
+    # A label value may be any UTF-8 string: sanitising merged FOO-BAR with FOO_BAR and made
+    # \u00fcber _BER.
+    assert parse_task(record(1, raw)).status == raw
+
+
+@pytest.mark.parametrize("field", ["task_id", "asset_id", "status", "create_time", "end_time"])
+def test_a_lone_surrogate_makes_the_record_invalid(field: str) -> None:
+    # json.loads turns "a\ud800" into a str that cannot be encoded as UTF-8: as a label value it
+    # made every /metrics answer 500.
+    data = record(1, "SUCCEED")
+    data[field] = "a\ud800"
+    with pytest.raises(InvalidTask):
+        parse_task(data)
+
+
+@pytest.mark.parametrize(("field", "length"), [("task_id", 257), ("asset_id", 257), ("status", 65)])
+def test_overlong_identifiers_make_the_record_invalid(field: str, length: int) -> None:
+    data = record(1)
+    data[field] = "A" * length
+    with pytest.raises(InvalidTask):
+        parse_task(data)
+    data[field] = "A" * (length - 1)
+    assert parse_task(data)
+
+
 @pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("WAITING", "WAITING"),
-        ("PAUSED", "PAUSED"),
-        ("re-queued", "RE_QUEUED"),
-        ("  ", "UNKNOWN"),
-        ("x" * 50, "X" * 32),
-    ],
+    "text", ["1969-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2100-01-01T00:00:00Z"]
 )
-def test_unknown_statuses_keep_their_name_in_label_safe_form(raw: str, expected: str) -> None:
-    assert sanitize_status(raw) == expected
+@pytest.mark.parametrize("field", ["create_time", "end_time"])
+def test_times_outside_the_plausible_range_make_the_record_invalid(field: str, text: str) -> None:
+    data = record(1, "SUCCEED")
+    data[field] = text
+    with pytest.raises(InvalidTask):
+        parse_task(data)
 
 
 def test_unknown_status_is_open_until_it_has_an_end_time() -> None:
@@ -131,3 +156,27 @@ def test_unknown_status_is_open_until_it_has_an_end_time() -> None:
     archived = record(1, "ARCHIVED")
     archived["end_time"] = "2026-11-28T09:05:00Z"
     assert not parse_task(archived).is_open
+
+
+def test_parse_page_counts_malformed_records_and_keeps_the_rest() -> None:
+    page = parse_page(0, body([record(1), {"task_id": "x"}, "junk", record(2)], total=4))
+    assert [t.task_id for t in page.tasks] == ["task-000001", "task-000002"]
+    assert page.invalid == 2 and page.total == 4
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"tasks": []}',
+        b'{"total": -1, "tasks": []}',
+        b'{"total": "3", "tasks": []}',
+        b'{"total": true, "tasks": []}',
+        b'{"total": 1, "tasks": {}}',
+    ],
+)
+def test_parse_page_rejects_a_malformed_body(content: bytes) -> None:
+    with pytest.raises(InvalidPage):
+        parse_page(0, content)

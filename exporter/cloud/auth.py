@@ -30,7 +30,7 @@ from exporter.cloud.credentials import (
     StaticTokenCredentials,
 )
 from exporter.cloud.errors import AuthError, BadResponseError, NetworkError, classify_response
-from exporter.tasks import parse_timestamp
+from exporter.timestamps import parse_timestamp
 
 log = logging.getLogger("exporter.cloud.auth")
 

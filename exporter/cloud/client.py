@@ -12,7 +12,6 @@ the deadline too. API calls are counted by ``api_metrics.CountingTransport`` und
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -27,7 +26,6 @@ from exporter.cloud.errors import (
     ApiError,
     BadResponseError,
     DeadlineExceeded,
-    InconsistentListing,
     NetworkError,
     RequestTimeout,
     SlowedDown,
@@ -37,19 +35,12 @@ from exporter.cloud.errors import (
 )
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import ApiSettings
-from exporter.tasks import InvalidTask, Task, parse_task
+from exporter.tasks import InvalidPage, Page, parse_page
+from exporter.timestamps import TimestampMemo
 
 log = logging.getLogger(__name__)
 
 OPERATION = "list_editing_tasks"
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    offset: int
-    total: int
-    tasks: list[Task]
-    invalid: int  # records on this page skipped as malformed
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +51,11 @@ class _Answer:
     body: bytes
     request_id: str | None
 
-    def parse(self) -> Page:
-        return parse_page(self.offset, self.body, self.request_id)
+    def parse(self, parse_time: Callable[[str], float]) -> Page:
+        try:
+            return parse_page(self.offset, self.body, parse_time)
+        except InvalidPage as error:
+            raise BadResponseError(str(error), request_id=self.request_id) from None
 
 
 class VodClient:
@@ -81,6 +75,7 @@ class VodClient:
         self._limiter = limiter or RateLimiter(settings.rate_limit, settings.concurrency, clock=clock)
         self._url = f"{settings.endpoint}/v1/{settings.project_id}/asset/editing/tasks"
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="vod-page")
+        self._times = TimestampMemo()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -95,7 +90,7 @@ class VodClient:
         pending: set[Future[_Answer]] = {self._pool.submit(self._fetch_page, 0, deadline, abandoned)}
         try:
             (answer,) = self._collect(pending, deadline)
-            first = answer.parse()
+            first = answer.parse(self._times.parse)
             yield first
             offsets = iter(range(self._settings.page_size, first.total, self._settings.page_size))
             self._top_up(pending, offsets, deadline, abandoned)
@@ -105,15 +100,7 @@ class VodClient:
                 # slot waits on our own CPU work.
                 self._top_up(pending, offsets, deadline, abandoned)
                 for answer in answers:
-                    page = answer.parse()
-                    if not page.tasks and not page.invalid:
-                        # A total that the pages do not bear out: stop paging now rather than
-                        # spend the quota on empty pages until the deadline.
-                        raise InconsistentListing(
-                            f"the page at offset {page.offset} is empty although the API reported "
-                            f"{first.total} tasks"
-                        )
-                    yield page
+                    yield answer.parse(self._times.parse)
         finally:
             # Reached on error, on deadline and when the caller stops early: stop the workers'
             # retries and reads, and drop pages not yet started.
@@ -210,27 +197,3 @@ class VodClient:
 
 def _past_deadline() -> DeadlineExceeded:
     return DeadlineExceeded("the listing did not finish before the scrape deadline")
-
-
-def parse_page(offset: int, body: bytes, request_id: str | None = None) -> Page:
-    """A 200 body as a ``Page``; malformed records are counted, a malformed body raises."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise BadResponseError("the body is not JSON", request_id=request_id) from None
-    if not isinstance(document, dict):
-        raise BadResponseError("the body is not a JSON object", request_id=request_id)
-    total, records = document.get("total"), document.get("tasks", [])
-    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
-        raise BadResponseError(f"'total' is {total!r}, not a count", request_id=request_id)
-    if not isinstance(records, list):
-        raise BadResponseError("'tasks' is not a list", request_id=request_id)
-    tasks: list[Task] = []
-    invalid = 0
-    for record in records:
-        try:
-            tasks.append(parse_task(record))
-        except InvalidTask as error:
-            invalid += 1
-            log.debug("skipping a malformed record: %s", error)
-    return Page(offset, total, tasks, invalid)

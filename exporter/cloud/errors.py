@@ -1,5 +1,5 @@
-"""Why a listing failed: one exception class per ``reason`` label of
-``huaweicloud_vod_scrape_errors_total``.
+"""Why the API failed a listing: one exception class per ``reason`` label of
+``huaweicloud_vod_scrape_errors_total`` that an answer (or its lack) can cause.
 
 ``classify_response`` is the one place that turns an HTTP error answer into an exception, and each
 class's ``reason`` is the one place that names its label.
@@ -10,17 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-
-class ListingFailed(Exception):
-    """A listing that cannot be published. ``reason`` is the label value."""
-
-    reason = "bad_response"
-
-
-class InconsistentListing(ListingFailed):
-    """The pages read do not add up to the ``total`` the API reported (tasks came or went while paging)."""
-
-    reason = "inconsistent"
+from exporter.failures import ListingFailed
 
 
 class ApiError(ListingFailed):

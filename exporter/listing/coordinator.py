@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from exporter.cloud.client import VodClient
-from exporter.cloud.errors import InconsistentListing, ListingFailed
+from exporter.failures import InconsistentListing, ListingFailed
 from exporter.store import ListingBuilder, Snapshot, TaskStore
 
 log = logging.getLogger(__name__)

@@ -148,6 +148,12 @@ class _Families:
             "Tasks seen reaching SUCCEED/FAILED/CANCEL while the exporter watched, each counted once.",
             labels=("project_id", "status"),
         )
+        self.tracked = _gauge(
+            "editing_tasks_tracked",
+            "Task ids remembered so that each creation and end is counted once "
+            "(bounded by --tasks.tracker-retention).",
+            p,
+        )
         self.finished_duration = HistogramMetricFamily(
             PREFIX + "editing_finished_task_duration_seconds",
             "end_time - create_time of the tasks counted in editing_tasks_finished_total.",
@@ -178,6 +184,7 @@ class _Families:
 
     def fill_events(self, view: StoreView) -> None:
         self.created_total.add_metric([view.project_id], view.created_total)
+        self.tracked.add_metric([view.project_id], view.tracked_tasks)
         for status, count in sorted(view.finished_total.items()):
             self.finished_total.add_metric([view.project_id, status], count)
         for status, histogram in sorted(view.finished_durations.items()):

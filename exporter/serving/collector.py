@@ -110,7 +110,10 @@ class _Families:
             PREFIX + "api_request_duration_seconds", "API request latency.", labels=("operation",)
         )
         self.tasks = _gauge(
-            "editing_tasks", "Editing tasks per status in the last listing.", ("project_id", "status")
+            "editing_tasks",
+            "Editing tasks per status in the last listing; unknown statuses past the ten most "
+            'frequent are counted under status="other".',
+            ("project_id", "status"),
         )
         self.reported = _gauge("editing_tasks_reported", "The API's own total in the last listing.", p)
         self.invalid = _gauge("editing_tasks_invalid", "Records skipped as malformed in the last listing.", p)

@@ -73,10 +73,6 @@ class RequestLog:
         with self._lock:
             return dict(self._counts)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._counts.clear()
-
 
 class Gateway:
     """The simulated VOD endpoint and IAM token endpoint behind one address."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -350,6 +349,8 @@ def write_atomically(path: Path, content: bytes) -> None:
     """Replace ``path`` in one step: a reader (node_exporter) sees the old file or the new one, never
     a half-written one. The temporary file lies beside it, so the rename stays within one file system,
     and is not named *.prom, so the textfile collector never reads it."""
+    import tempfile  # here, not at the top: it costs --version and --help 5 ms
+
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:

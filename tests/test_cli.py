@@ -325,6 +325,18 @@ def test_unknown_variables_are_named_with_the_nearest_real_one(
     assert all("level=warn" in line for line in warnings)
 
 
+@pytest.mark.usefixtures("aksk")
+def test_a_misspelt_secret_variable_is_named_but_its_value_never_shown(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOD_EXPORTER_IAM_PASWORD", "hunter2-secret")
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).respond(200, content=body([]))
+        code, _, err = run(["once", *BASE], capsys)
+    assert code == 0 and "did you mean VOD_EXPORTER_IAM_PASSWORD?" in err
+    assert "hunter2" not in err
+
+
 # --- Smaller ones --------------------------------------------------------------------------------
 
 

@@ -36,8 +36,12 @@ class Exporter:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
+        runtime_metrics: bool = True,
     ) -> None:
+        """``runtime_metrics``: the process_*, python_* families too (not for a textfile, where
+        they would clash with node_exporter's own)."""
         self.config = config
+        self._runtime_metrics = runtime_metrics
         self._clock = clock
         self.api_stats = ApiRequestStats()
         api = config.api
@@ -80,9 +84,10 @@ class Exporter:
         self, view: Callable[[], StoreView], registry: CollectorRegistry | None = None
     ) -> CollectorRegistry:
         registry = registry if registry is not None else CollectorRegistry()
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
+        if self._runtime_metrics:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
         registry.register(
             VodCollector(view, self.api_stats, min_refresh_interval=self.config.scrape.min_refresh_interval)
         )
@@ -100,7 +105,7 @@ class Exporter:
         )
 
     def list_once(self) -> StoreView:
-        """One listing within ``--scrape-timeout``; the store's view afterwards."""
+        """One listing within ``--scrape.timeout``; the store's view afterwards."""
         self.coordinator.refresh(self._clock() + self.config.scrape.timeout)
         return self.store.view()
 

@@ -15,20 +15,23 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from exporter import __version__
-from exporter.command_options import compose, env_option, wait_for_termination
+from exporter.command_options import (
+    Alias,
+    alias_option,
+    compose,
+    env_option,
+    resolve_aliases,
+    unknown_variables,
+    wait_for_termination,
+)
 from exporter.config import (
-    DEFAULT_DURATION_BUCKETS,
     ApiSettings,
     Config,
     ConfigError,
     ScrapeSettings,
     SeriesSettings,
     WebSettings,
-    check_endpoint,
-    check_project_id,
-    check_region,
-    parse_buckets,
-    parse_duration,
+    format_duration,
     parse_listen_address,
 )
 from exporter.logs import FORMATS, LEVELS, configure_logging
@@ -39,10 +42,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("exporter")
 
 ENV_PREFIX = "VOD_EXPORTER_"
-DEFAULT_LISTEN_ADDRESS = ":9881"
 
 option = env_option(ENV_PREFIX)
 
+# The defaults shown by --help and used when an option is left out are the config's own.
+_SCRAPE, _SERIES, _WEB = ScrapeSettings(), SeriesSettings(), WebSettings()
+DEFAULT_LISTEN_ADDRESS = f"{_WEB.host}:{_WEB.port}"
+
+# Old spellings from before every flag had a dotted namespace: still read, hidden from --help.
+ALIASES = (
+    Alias("--scrape-timeout", "--scrape.timeout", "scrape_timeout"),
+    Alias("--scrape-timeout-offset", "--scrape.timeout-offset", "scrape_timeout_offset"),
+    Alias("--min-refresh-interval", "--scrape.min-interval", "min_refresh_interval"),
+)
+
+log_options = compose(
+    option(
+        "--log.level",
+        "log_level",
+        type=click.Choice(LEVELS),
+        default="info",
+        help="Log level (warning: warn).",
+    ),
+    option("--log.format", "log_format", type=click.Choice(FORMATS), default="logfmt", help="Log format."),
+)
 
 api_options = compose(
     option("--region", "region", help="Huawei Cloud region, e.g. cn-north-4."),
@@ -55,7 +78,7 @@ api_options = compose(
     option(
         "--iam-endpoint",
         "iam_endpoint",
-        help="IAM endpoint [default: https://iam.{region}.myhuaweicloud.com].",
+        help="IAM endpoint, for IAM password tokens only [default: https://iam.{region}.myhuaweicloud.com].",
     ),
     option(
         "--auth.method",
@@ -78,137 +101,133 @@ api_options = compose(
         type=click.Path(path_type=Path),
         help="File holding the IAM password. Or set VOD_EXPORTER_IAM_PASSWORD.",
     ),
-    option("--api.concurrency", "concurrency", type=int, default=4, help="Pages fetched at once."),
+    option(
+        "--api.concurrency",
+        "concurrency",
+        type=int,
+        default=ApiSettings.concurrency,
+        help="Pages fetched at once.",
+    ),
     option(
         "--api.rate-limit",
         "rate_limit",
         type=float,
-        default=20.0,
+        default=ApiSettings.rate_limit,
         help="Requests per second at most (0: no limit); halved after a 429.",
     ),
-    option("--api.timeout", "request_timeout", default="5s", help="Timeout of one API request."),
     option(
-        "--api.retries", "max_retries", type=int, default=3, help="Retries of one page on 429, 5xx, network."
+        "--api.timeout",
+        "request_timeout",
+        default=format_duration(ApiSettings.request_timeout),
+        help="Timeout of one API request.",
     ),
-    option("--scrape-timeout", "scrape_timeout", default="30s", help="Longest a listing may take."),
     option(
-        "--scrape-timeout-offset",
+        "--api.retries",
+        "max_retries",
+        type=int,
+        default=ApiSettings.max_retries,
+        help="Retries of one page on 429, 5xx, network.",
+    ),
+    option(
+        "--scrape.timeout",
+        "scrape_timeout",
+        default=format_duration(_SCRAPE.timeout),
+        help="Longest a listing may take.",
+    ),
+    option(
+        "--scrape.timeout-offset",
         "scrape_timeout_offset",
-        default="500ms",
+        default=format_duration(_SCRAPE.timeout_offset),
         help="Kept back from Prometheus' scrape timeout to answer in time.",
     ),
     option(
-        "--min-refresh-interval",
+        "--scrape.min-interval",
         "min_refresh_interval",
-        default="0s",
+        default=format_duration(_SCRAPE.min_refresh_interval),
         help="Serve the last listing to scrapes that come sooner than this (for HA Prometheus pairs).",
     ),
     option(
         "--scrape.drift-retries",
         "drift_retries",
         type=int,
-        default=1,
+        default=_SCRAPE.drift_retries,
         help="List again when tasks changed while paging (each costs a listing's calls).",
     ),
+    *(alias_option(ENV_PREFIX, alias) for alias in ALIASES),
     option(
         "--tasks.per-task-series/--tasks.no-per-task-series",
         "series_enabled",
-        default=True,
+        default=_SERIES.enabled,
+        # click would show the flag's own name as the default.
+        show_default="on" if _SERIES.enabled else "off",
         help="Export per-task series.",
     ),
     option(
         "--tasks.max-series",
         "max_series",
         type=int,
-        default=1000,
+        default=_SERIES.max_series,
         help="Tasks with per-task series, at most.",
     ),
     option(
         "--tasks.max-finished-age",
         "max_finished_age",
-        default="1h",
+        default=format_duration(_SERIES.max_finished_age),
         help="Finished tasks keep per-task series this long after their end_time.",
     ),
     option(
         "--tasks.duration-buckets",
         "duration_buckets",
-        default=",".join(f"{b:g}" for b in DEFAULT_DURATION_BUCKETS),
+        default=",".join(f"{b:g}" for b in _SERIES.duration_buckets),
         help="Buckets (seconds) of the finished-task duration histogram.",
     ),
     option(
         "--tasks.tracker-retention",
         "tracker_retention",
-        default="24h",
+        default=format_duration(_SERIES.tracker_retention),
         help="How long finished tasks are remembered so each is counted once.",
     ),
-    option("--log.level", "log_level", type=click.Choice(LEVELS), default="info", help="Log level."),
-    option("--log.format", "log_format", type=click.Choice(FORMATS), default="logfmt", help="Log format."),
+    log_options,
 )
 
 web_options = compose(
     option(
-        "--web.listen-address", "listen_address", default=DEFAULT_LISTEN_ADDRESS, help="Address to listen on."
+        "--web.listen-address",
+        "listen_address",
+        default=DEFAULT_LISTEN_ADDRESS,
+        help="Address to listen on.",
     ),
-    option("--web.telemetry-path", "telemetry_path", default="/metrics", help="Path of the metrics."),
+    option(
+        "--web.telemetry-path", "telemetry_path", default=_WEB.telemetry_path, help="Path of the metrics."
+    ),
 )
 
 
-def build_config(
-    options: dict[str, Any], env: dict[str, str], default_project_id: str | None = None
-) -> Config:
-    """Validate the options once; raises ``ConfigError`` with a one-line message.
+def start(options: dict[str, Any]) -> None:
+    """Logging as the options say, then the warnings about how the command was configured:
+    deprecated spellings (whose values move to the new options) and unknown variables."""
+    configure_logging(options["log_level"], options["log_format"])
+    warnings = resolve_aliases(ENV_PREFIX, ALIASES, click.get_current_context(), options)
+    warnings += unknown_variables(ENV_PREFIX, known_variables(), os.environ)
+    for warning in warnings:
+        log.warning(warning)
 
-    ``default_project_id`` is the one the credentials name (the SDK credentials file's ``project_id``).
-    """
-    region = options.get("region")
-    if region:
-        check_region(region)
-    endpoint, iam_endpoint = options.get("endpoint"), options.get("iam_endpoint")
-    if not region and not (endpoint and iam_endpoint):
-        missing = (
-            "--endpoint and --iam-endpoint"
-            if not (endpoint or iam_endpoint)
-            else ("--iam-endpoint" if endpoint else "--endpoint")
-        )
-        raise ConfigError(f"set --region (e.g. cn-north-4), or {missing}")
-    endpoint = check_endpoint(endpoint or f"https://vod.{region}.myhuaweicloud.com", "--endpoint")
-    iam_endpoint = check_endpoint(iam_endpoint or f"https://iam.{region}.myhuaweicloud.com", "--iam-endpoint")
-    project_id = options.get("project_id") or env.get("HUAWEICLOUD_SDK_PROJECT_ID") or default_project_id
-    if not project_id:
-        raise ConfigError("set --project-id (or VOD_EXPORTER_PROJECT_ID / HUAWEICLOUD_SDK_PROJECT_ID)")
-    check_project_id(project_id)
-    host, port = parse_listen_address(options.get("listen_address") or DEFAULT_LISTEN_ADDRESS)
-    return Config(
-        region=region or "",
-        iam_endpoint=iam_endpoint,
-        api=ApiSettings(
-            endpoint=endpoint,
-            project_id=project_id,
-            concurrency=options["concurrency"],
-            rate_limit=options["rate_limit"],
-            request_timeout=parse_duration(options["request_timeout"], "--api.timeout"),
-            max_retries=options["max_retries"],
-        ),
-        series=SeriesSettings(
-            enabled=options["series_enabled"],
-            max_finished_age=parse_duration(options["max_finished_age"], "--tasks.max-finished-age"),
-            max_series=options["max_series"],
-            duration_buckets=parse_buckets(options["duration_buckets"]),
-            tracker_retention=parse_duration(options["tracker_retention"], "--tasks.tracker-retention"),
-        ),
-        scrape=ScrapeSettings(
-            timeout=parse_duration(options["scrape_timeout"], "--scrape-timeout"),
-            timeout_offset=parse_duration(options["scrape_timeout_offset"], "--scrape-timeout-offset"),
-            min_refresh_interval=parse_duration(options["min_refresh_interval"], "--min-refresh-interval"),
-            drift_retries=options["drift_retries"],
-        ),
-        web=WebSettings(host=host, port=port, telemetry_path=options.get("telemetry_path") or "/metrics"),
-    )
+
+def known_variables() -> set[str]:
+    """Every ``VOD_EXPORTER_*`` variable something reads: any command's options, and the secrets."""
+    from exporter.cloud.credentials import ENV_AUTH_TOKEN, ENV_IAM_PASSWORD
+
+    known = {ENV_AUTH_TOKEN, ENV_IAM_PASSWORD}
+    for command in cli.commands.values():
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.envvar, str):
+                known.add(param.envvar)
+    return known
 
 
 def load(options: dict[str, Any]) -> tuple[Config, Credentials]:
     """Config and credentials from the options and the environment, validated; nothing started."""
-    from exporter.cloud.credentials import AkSkCredentials, resolve_credentials
+    from exporter.cloud.credentials import AkSkCredentials, IamPasswordCredentials, resolve_credentials
 
     env = dict(os.environ)
     credentials = resolve_credentials(
@@ -221,7 +240,8 @@ def load(options: dict[str, Any]) -> tuple[Config, Credentials]:
         iam_password_file=options.get("iam_password_file"),
     )
     named_project = credentials.project_id if isinstance(credentials, AkSkCredentials) else None
-    return build_config(options, env, named_project), credentials
+    needs_iam = isinstance(credentials, IamPasswordCredentials)
+    return Config.from_options(options, env, named_project, needs_iam=needs_iam), credentials
 
 
 class _Commands(click.Group):
@@ -251,7 +271,7 @@ def cli() -> None:
 @web_options
 def serve(**options: Any) -> None:
     """Serve /metrics; each scrape lists the editing tasks."""
-    configure_logging(options["log_level"], options["log_format"])
+    start(options)
     config, credentials = load(options)
     from exporter.app import Exporter
     from exporter.serving.web import ExporterServer
@@ -283,31 +303,69 @@ def serve(**options: Any) -> None:
 
 @cli.command()
 @api_options
+@option(
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the exposition to this file instead of stdout, atomically, even when the listing fails "
+    "(for node_exporter's textfile collector).",
+)
 def once(**options: Any) -> None:
     """List the tasks once and print the exposition (for debugging and textfile cron jobs).
 
-    Exits 0 when the listing succeeded; otherwise 1, with the reason on stderr.
+    Only the huaweicloud_vod_* families: no process_* or python_* ones, which would clash with
+    node_exporter's own. Exits 0 when the listing succeeded; otherwise 1, with the reason on stderr.
     """
-    # At the default level, once keeps stderr to its own one-line verdict: the listing's warning
-    # would say the same thing twice. An explicit debug (or warn) still shows the log.
-    configure_logging(
-        options["log_level"] if options["log_level"] != "info" else "error", options["log_format"]
-    )
+    start(options)
+    # Beyond the start-up warnings, once keeps stderr to its own one-line verdict at the default
+    # level: the listing's warning would say the same thing twice. Debug (or warn) still shows the log.
+    if options["log_level"] == "info":
+        configure_logging("error", options["log_format"])
+    output: Path | None = options["output"]
+    if output is not None and not output.parent.is_dir():
+        raise ConfigError(f"--output: {output.parent} is not a directory")
     config, credentials = load(options)
     from prometheus_client import generate_latest
 
     from exporter.app import Exporter
 
-    exporter = Exporter(config, credentials)
+    exporter = Exporter(config, credentials, runtime_metrics=False)
     try:
         view = exporter.list_once()
-        sys.stdout.write(generate_latest(exporter.registry).decode())
+        exposition = generate_latest(exporter.registry)
     finally:
         exporter.close()
+    if output is None:
+        sys.stdout.write(exposition.decode())
+    else:
+        write_atomically(output, exposition)
     if not view.up:
         reason, detail = view.last_error or ("unknown", "")
         click.echo(f"vod-exporter: listing failed ({reason}): {detail}", err=True)
         sys.exit(1)
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """Replace ``path`` in one step: a reader (node_exporter) sees the old file or the new one, never
+    a half-written one. The temporary file lies beside it, so the rename stays within one file system,
+    and is not named *.prom, so the textfile collector never reads it."""
+    import tempfile  # here, not at the top: it costs --version and --help 5 ms
+
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(content)
+                file.flush()
+                os.fsync(file.fileno())
+            # mkstemp makes it 0600; node_exporter usually runs as another user. Metrics are no secret.
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError as error:
+        raise ConfigError(f"--output: cannot write {path}: {error.strerror}") from None
 
 
 @cli.command()
@@ -317,11 +375,10 @@ def once(**options: Any) -> None:
     default="127.0.0.1:9881",
     help="Address the exporter listens on (the simulator takes a free loopback port).",
 )
-@option("--log.level", "log_level", type=click.Choice(LEVELS), default="info", help="Log level.")
-@option("--log.format", "log_format", type=click.Choice(FORMATS), default="logfmt", help="Log format.")
+@log_options
 def demo(**options: Any) -> None:
     """Run the exporter against a built-in simulated VOD API: live metrics, no cloud account."""
-    configure_logging(options["log_level"], options["log_format"])
+    start(options)
     host, port = parse_listen_address(options["listen_address"])
     from exporter.demo import Demo
 
@@ -331,13 +388,14 @@ def demo(**options: Any) -> None:
         raise ConfigError(
             f"--web.listen-address: cannot listen on {options['listen_address']}: {error.strerror}"
         ) from None
-    click.echo(f"vod-exporter demo: metrics at {running.metrics_url}")
+    # Through the log, so that the banner takes the chosen format like every other line.
     simulator = running.simulator
-    click.echo(f"vod-exporter demo: simulated VOD API at {simulator.url} (project {simulator.project_id})")
-    click.echo("vod-exporter demo: press Ctrl-C to stop")
+    log.info("demo: metrics at %s", running.metrics_url)
+    log.info("demo: simulated VOD API at %s (project %s)", simulator.url, simulator.project_id)
+    log.info("demo: press Ctrl-C to stop")
     wait_for_termination()
     running.stop()
-    click.echo("vod-exporter demo: stopped")
+    log.info("demo: stopped")
 
 
 def main(argv: list[str] | None = None) -> None:

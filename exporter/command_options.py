@@ -1,14 +1,18 @@
-"""What vod-exporter's commands share: options that can also be set in the environment, and the
-wait for SIGTERM or SIGINT that ends a server."""
+"""What vod-exporter's commands share: options that can also be set in the environment, old
+spellings kept as deprecated aliases, warnings about unknown variables, and the wait for SIGTERM
+or SIGINT that ends a server."""
 
 from __future__ import annotations
 
+import difflib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,6 +31,64 @@ def env_option(prefix: str) -> Callable[..., Callable[[F], F]]:
         return click.option(flag, dest, envvar=env_name(prefix, flag), show_envvar=True, **kwargs)
 
     return option
+
+
+@dataclass(frozen=True)
+class Alias:
+    """An old spelling of an option, still read (from argv and from its old variable) but hidden."""
+
+    old_flag: str
+    new_flag: str
+    dest: str  # the new option's parameter name
+
+    @property
+    def alias_dest(self) -> str:
+        return "deprecated_" + self.old_flag.lstrip("-").replace("-", "_").replace(".", "_")
+
+
+def alias_option(prefix: str, alias: Alias, **kwargs: Any) -> Callable[[F], F]:
+    """The hidden option for ``alias``; its old variable is read only where it differs from the new."""
+    old_env, new_env = env_name(prefix, alias.old_flag), env_name(prefix, alias.new_flag)
+    return click.option(
+        alias.old_flag,
+        alias.alias_dest,
+        envvar=old_env if old_env != new_env else None,
+        hidden=True,
+        default=None,
+        **kwargs,
+    )
+
+
+def resolve_aliases(
+    prefix: str, aliases: Iterable[Alias], ctx: click.Context, options: dict[str, Any]
+) -> list[str]:
+    """Move each alias's value to its new option, unless that one was set too (the new name wins);
+    returns one deprecation warning per alias used."""
+    warnings = []
+    for alias in aliases:
+        value = options.pop(alias.alias_dest, None)
+        if value is None:
+            continue
+        if ctx.get_parameter_source(alias.alias_dest) == ParameterSource.ENVIRONMENT:
+            old, new = env_name(prefix, alias.old_flag), env_name(prefix, alias.new_flag)
+        else:
+            old, new = alias.old_flag, alias.new_flag
+        warnings.append(f"{old} is deprecated and will be removed, use {new}")
+        if ctx.get_parameter_source(alias.dest) in (None, ParameterSource.DEFAULT):
+            options[alias.dest] = value
+    return warnings
+
+
+def unknown_variables(prefix: str, known: Iterable[str], env: Mapping[str, str]) -> list[str]:
+    """One warning per ``<prefix>*`` variable nothing reads (a typo is otherwise silently ignored),
+    naming the nearest variable that is read."""
+    names = sorted(set(known))
+    warnings = []
+    for name in sorted(n for n in env if n.startswith(prefix) and n not in names):
+        nearest = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f" (did you mean {nearest[0]}?)" if nearest else ""
+        warnings.append(f"ignoring unknown environment variable {name}{hint}")
+    return warnings
 
 
 def compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:

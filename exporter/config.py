@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -33,6 +35,17 @@ def parse_duration(text: str, option: str) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ConfigError(f"{option}: {text!r} must be a duration of 0 or more")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as ``parse_duration`` reads it back: 30.0 is ``30s``, 0.5 ``500ms``, 5400 ``1h30m``."""
+    millis = round(seconds * 1000)
+    parts = []
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
 
 
 def parse_listen_address(text: str, option: str = "--web.listen-address") -> tuple[str, int]:
@@ -155,9 +168,9 @@ class ScrapeSettings:
         if not 0 <= self.drift_retries <= 5:
             raise ConfigError("--scrape.drift-retries must be between 0 and 5")
         if self.timeout <= 0:
-            raise ConfigError("--scrape-timeout must be longer than 0s")
+            raise ConfigError("--scrape.timeout must be longer than 0s")
         if self.timeout_offset >= self.timeout:
-            raise ConfigError("--scrape-timeout-offset must be shorter than --scrape-timeout")
+            raise ConfigError("--scrape.timeout-offset must be shorter than --scrape.timeout")
 
 
 @dataclass(frozen=True)
@@ -178,7 +191,95 @@ class WebSettings:
 class Config:
     region: str
     api: ApiSettings
-    iam_endpoint: str
+    iam_endpoint: str  # empty when the credentials never call IAM (AK/SK, a static token)
     series: SeriesSettings = field(default_factory=SeriesSettings)
     scrape: ScrapeSettings = field(default_factory=ScrapeSettings)
     web: WebSettings = field(default_factory=WebSettings)
+
+    @classmethod
+    def from_options(
+        cls,
+        options: Mapping[str, Any],
+        env: Mapping[str, str],
+        default_project_id: str | None = None,
+        *,
+        needs_iam: bool,
+    ) -> Config:
+        """The one way a ``Config`` is built from the command's options (or the demo's), validated.
+
+        ``options`` is keyed by the options' names in the CLI (``scrape_timeout``, ...); one that is
+        missing or None takes the dataclasses' default, so those defaults are the only ones.
+        ``default_project_id`` is the one the credentials name (the SDK credentials file's
+        ``project_id``). ``needs_iam``: the credentials log in to IAM, so its endpoint must be known.
+        Raises ``ConfigError`` with a one-line message.
+        """
+
+        def given(name: str, default: Any = None) -> Any:
+            value = options.get(name)
+            return default if value is None or value == "" else value
+
+        def duration(name: str, flag: str, default: float) -> float:
+            value = given(name)
+            return default if value is None else parse_duration(str(value), flag)
+
+        region = given("region")
+        if region:
+            check_region(region)
+        endpoint, iam_endpoint = given("endpoint"), given("iam_endpoint")
+        # AK/SK and static tokens never call IAM: only a password login needs its endpoint.
+        missing = [
+            flag
+            for flag, value, needed in (
+                ("--endpoint", endpoint, True),
+                ("--iam-endpoint", iam_endpoint, needs_iam),
+            )
+            if needed and not value
+        ]
+        if not region and missing:
+            raise ConfigError(f"set --region (e.g. cn-north-4), or {' and '.join(missing)}")
+        endpoint = check_endpoint(endpoint or f"https://vod.{region}.myhuaweicloud.com", "--endpoint")
+        if iam_endpoint or region:
+            iam_endpoint = check_endpoint(
+                iam_endpoint or f"https://iam.{region}.myhuaweicloud.com", "--iam-endpoint"
+            )
+        project_id = given("project_id") or env.get("HUAWEICLOUD_SDK_PROJECT_ID") or default_project_id
+        if not project_id:
+            raise ConfigError("set --project-id (or VOD_EXPORTER_PROJECT_ID / HUAWEICLOUD_SDK_PROJECT_ID)")
+        check_project_id(project_id)
+        api, series, scrape, web = ApiSettings, SeriesSettings(), ScrapeSettings(), WebSettings()
+        host, port = parse_listen_address(given("listen_address", f"{web.host}:{web.port}"))
+        buckets = given("duration_buckets")
+        return cls(
+            region=region or "",
+            iam_endpoint=iam_endpoint or "",
+            api=ApiSettings(
+                endpoint=endpoint,
+                project_id=project_id,
+                concurrency=given("concurrency", api.concurrency),
+                rate_limit=given("rate_limit", api.rate_limit),
+                request_timeout=duration("request_timeout", "--api.timeout", api.request_timeout),
+                max_retries=given("max_retries", api.max_retries),
+            ),
+            series=SeriesSettings(
+                enabled=given("series_enabled", series.enabled),
+                max_finished_age=duration(
+                    "max_finished_age", "--tasks.max-finished-age", series.max_finished_age
+                ),
+                max_series=given("max_series", series.max_series),
+                duration_buckets=series.duration_buckets if buckets is None else parse_buckets(buckets),
+                tracker_retention=duration(
+                    "tracker_retention", "--tasks.tracker-retention", series.tracker_retention
+                ),
+            ),
+            scrape=ScrapeSettings(
+                timeout=duration("scrape_timeout", "--scrape.timeout", scrape.timeout),
+                timeout_offset=duration(
+                    "scrape_timeout_offset", "--scrape.timeout-offset", scrape.timeout_offset
+                ),
+                min_refresh_interval=duration(
+                    "min_refresh_interval", "--scrape.min-interval", scrape.min_refresh_interval
+                ),
+                drift_retries=given("drift_retries", scrape.drift_retries),
+            ),
+            web=WebSettings(host=host, port=port, telemetry_path=given("telemetry_path", web.telemetry_path)),
+        )

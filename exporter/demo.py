@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from exporter.app import Exporter
 from exporter.cloud.credentials import AkSkCredentials
-from exporter.config import ApiSettings, Config, ScrapeSettings, WebSettings
+from exporter.config import Config
 from exporter.serving.web import ExporterServer
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
@@ -41,13 +41,13 @@ class Demo:
         )
         self.simulator.start()
         try:
-            config = Config(
-                region="demo",
-                api=ApiSettings(endpoint=self.simulator.url, project_id=DEMO_PROJECT_ID),
-                iam_endpoint=self.simulator.url,
-                scrape=ScrapeSettings(timeout=10.0),
-                web=WebSettings(host=host, port=port),
-            )
+            options = {
+                "endpoint": self.simulator.url,
+                "project_id": DEMO_PROJECT_ID,
+                "scrape_timeout": "10s",
+                "listen_address": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            }
+            config = Config.from_options(options, {}, needs_iam=False)
             self.exporter = Exporter(config, AkSkCredentials(access_key, secret_key))
         except BaseException:
             self.simulator.stop()

@@ -1,4 +1,8 @@
-"""Log set-up: ``--log.level`` and ``--log.format`` (logfmt or json), to stderr."""
+"""Log set-up: ``--log.level`` and ``--log.format`` (logfmt or json), to stderr.
+
+Fields given with ``extra=`` (``log.warning(..., extra={"reason": "auth"})``) are keys of their
+own after ``msg``, so a log pipeline can filter on them without parsing the message.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,11 @@ import logging
 import sys
 import time
 
-LEVELS = ("debug", "info", "warn", "error")
+LEVELS = ("debug", "info", "warn", "warning", "error")  # warning: Python's name for warn
 FORMATS = ("logfmt", "json")
+
+# What every LogRecord carries; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 
 class _Formatter(logging.Formatter):
@@ -20,6 +27,9 @@ class _Formatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and key not in fields:
+                fields[key] = str(value)
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
         return fields
@@ -36,7 +46,9 @@ class _JsonFormatter(_Formatter):
 
 
 def _logfmt_value(value: str) -> str:
-    if value and not any(c in value for c in ' ="\n\\'):
+    # Quoted (JSON escapes) when it holds a separator or any control character, so that an
+    # upstream string can never start a line of its own or move the terminal's cursor.
+    if value and value.isprintable() and not any(c in value for c in ' ="\\'):
         return value
     return json.dumps(value)
 
@@ -46,7 +58,7 @@ def configure_logging(level: str, fmt: str) -> None:
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if level == "warn" else getattr(logging, level.upper()))
+    root.setLevel(logging.WARNING if level.startswith("warn") else getattr(logging, level.upper()))
     # httpx logs every request at info; that is our own debug detail, not the operator's.
     logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))
     logging.getLogger("httpcore").setLevel(max(root.level, logging.WARNING))

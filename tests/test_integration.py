@@ -300,9 +300,9 @@ def test_demo_serves_up_1_and_stops_on_sigterm() -> None:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         assert "} 1.0" in next(line for line in text.splitlines() if line.startswith("huaweicloud_vod_up{"))
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=20)
+        _, err = process.communicate(timeout=20)
         assert process.returncode == 0, err
-        assert f"metrics at http://127.0.0.1:{port}/metrics" in out
+        assert f"metrics at http://127.0.0.1:{port}/metrics" in err
     finally:
         if process.poll() is None:
             process.kill()

@@ -127,6 +127,19 @@ class Page:
     total: int
     tasks: list[Task]
     invalid: int  # records on this page skipped as malformed
+    invalid_at: tuple[int, ...] = ()  # where on the page they stood: they hold a position too
+
+    def records(self) -> list[Task | None]:
+        """Every record of the page in its place; ``None`` where one was malformed."""
+        if not self.invalid_at:
+            return list(self.tasks)
+        records: list[Task | None] = [None] * (len(self.tasks) + self.invalid)
+        skipped = set(self.invalid_at)
+        tasks = iter(self.tasks)
+        for index in range(len(records)):
+            if index not in skipped:
+                records[index] = next(tasks)
+        return records
 
 
 def parse_page(offset: int, body: bytes, parse_time: Callable[[str], float] = parse_timestamp) -> Page:
@@ -143,11 +156,11 @@ def parse_page(offset: int, body: bytes, parse_time: Callable[[str], float] = pa
     if not isinstance(records, list):
         raise InvalidPage("'tasks' is not a list")
     tasks: list[Task] = []
-    invalid = 0
-    for record in records:
+    invalid_at: list[int] = []
+    for index, record in enumerate(records):
         try:
             tasks.append(parse_task(record, parse_time))
         except InvalidTask as error:
-            invalid += 1
+            invalid_at.append(index)
             log.debug("skipping a malformed record: %s", error)
-    return Page(offset, total, tasks, invalid)
+    return Page(offset, total, tasks, len(invalid_at), tuple(invalid_at))

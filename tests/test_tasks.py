@@ -180,3 +180,9 @@ def test_parse_page_counts_malformed_records_and_keeps_the_rest() -> None:
 def test_parse_page_rejects_a_malformed_body(content: bytes) -> None:
     with pytest.raises(InvalidPage):
         parse_page(0, content)
+
+
+def test_a_page_knows_where_each_valid_task_stood() -> None:
+    page = parse_page(200, body([{"task_id": "x"}, record(1), "junk", record(2)], total=4))
+    assert [task and task.task_id for task in page.records()] == [None, "task-000001", None, "task-000002"]
+    assert page.invalid_at == (0, 2)

@@ -1,0 +1,264 @@
+"""Order learning and incremental passes against an in-memory listing: exact counts and open tasks
+after every verified pass, and a rejection, never a guess, after every surprise."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from exporter.known import KnownTasks, Order
+from exporter.listing.complete import KnownTasksBuilder, OrderEvidence
+from exporter.listing.incremental import PageRequest, PassRejected, cheapest_calls, run_pass
+from exporter.tasks import FAILED, PROCESSING, SUCCEED, WAITING, Page, Task
+
+T0 = 1_800_000_000.0
+
+
+class Listing:
+    """The API as a list in its order, plus what it answers; mutated between (or during) passes."""
+
+    def __init__(self, order: Order, tasks: Sequence[Task]) -> None:
+        self.order = order
+        self.tasks: list[Task] = []  # oldest first; the API's order is applied when paging
+        for task in sorted(tasks, key=lambda t: t.created):
+            self.tasks.append(task)
+        self.calls = 0
+        self.added = 0
+        self.on_page: Callable[[], None] | None = None  # runs after each page is answered
+
+    def listed(self) -> list[Task]:
+        return self.tasks[::-1] if self.order is Order.NEWEST_FIRST else list(self.tasks)
+
+    def page(self, request: PageRequest) -> Page:
+        self.calls += 1
+        listed = self.listed()
+        page = Page(request.offset, len(listed), listed[request.offset : request.offset + request.limit], 0)
+        if self.on_page is not None:
+            self.on_page()
+        return page
+
+    def pages(self, requests: Sequence[PageRequest]) -> list[Page]:
+        return [self.page(request) for request in requests]
+
+    def lookups(self, task_ids: Sequence[str]) -> dict[str, Page]:
+        self.calls += len(task_ids)
+        by_id = {task.task_id: task for task in self.tasks}
+        return {
+            task_id: Page(0, 1, [by_id[task_id]], 0) if task_id in by_id else Page(0, 0, [], 0)
+            for task_id in task_ids
+        }
+
+    def add(self, created: float, status: str = WAITING) -> Task:
+        self.added += 1
+        task = make(1_000_000 + self.added, status, created)
+        # A new task is listed above (newest first) or after (oldest first) every task of its
+        # second: the API's tie order, whatever it is, is stable.
+        self.tasks.append(task)
+        return task
+
+    def set(self, task_id: str, status: str, progress: int = 100) -> None:
+        for index, task in enumerate(self.tasks):
+            if task.task_id == task_id:
+                ended = None if status in (WAITING, PROCESSING) else task.created + 60
+                self.tasks[index] = task._replace(status=status, progress=progress, ended=ended)
+
+    def remove(self, task_id: str) -> None:
+        self.tasks = [task for task in self.tasks if task.task_id != task_id]
+
+    def counts(self) -> Counter[str]:
+        return Counter(task.status for task in self.tasks)
+
+    def open(self) -> dict[str, Task]:
+        return {task.task_id: task for task in self.tasks if task.is_open}
+
+    def complete(self) -> KnownTasks:
+        builder = KnownTasksBuilder()
+        listed = self.listed()
+        for offset in range(0, len(listed), 100):
+            builder.add(Page(offset, len(listed), listed[offset : offset + 100], 0))
+        return builder.finish(len(listed))
+
+
+def make(serial: int, status: str, created: float) -> Task:
+    ended = None if status in (WAITING, PROCESSING) else created + 30
+    return Task(f"{serial:032x}", f"a{serial:031x}", status, 0 if ended is None else 100, created, ended)
+
+
+def history(count: int, *, deep_open: int = 2, young_open: int = 40, seed: int = 1) -> list[Task]:
+    """``count`` tasks a few seconds apart (bursts share a second), the youngest ``young_open``
+    mostly open, and ``deep_open`` stuck in PROCESSING far back."""
+    rng = random.Random(seed)
+    tasks = []
+    moment = T0
+    for serial in range(count):
+        if rng.random() < 0.6:
+            moment += rng.choice((1, 2, 3))
+        young = serial >= count - young_open * 2
+        status = (
+            rng.choice((WAITING, PROCESSING, SUCCEED)) if young else rng.choice((SUCCEED, SUCCEED, FAILED))
+        )
+        tasks.append(make(serial, status, moment))
+    for serial in rng.sample(range(count // 10, count // 2), deep_open):
+        tasks[serial] = tasks[serial]._replace(status=PROCESSING, progress=40, ended=None)
+    return tasks
+
+
+def assert_exact(known: KnownTasks, listing: Listing) -> None:
+    assert known.counts() == listing.counts()
+    assert {task_id: task for task_id, (_, task) in known.open.items()} == listing.open()
+    assert known.total == len(listing.tasks)
+
+
+def step(listing: Listing, rng: random.Random, arrivals: int) -> None:
+    """Some time passes: tasks arrive (bursts in one second), open tasks move on."""
+    top = max(task.created for task in listing.tasks)
+    for _ in range(arrivals):
+        top += rng.choice((0, 0, 1))
+        listing.add(top, rng.choice((WAITING, PROCESSING)))
+    for task_id, task in list(listing.open().items()):
+        roll = rng.random()
+        if roll < 0.2:
+            listing.set(task_id, rng.choice((SUCCEED, FAILED)))
+        elif roll < 0.4 and task.status == WAITING:
+            listing.set(task_id, PROCESSING, progress=10)
+
+
+@pytest.mark.parametrize("order", [Order.NEWEST_FIRST, Order.OLDEST_FIRST])
+def test_the_order_is_learned_from_a_complete_listing(order: Order) -> None:
+    assert Listing(order, history(1000)).complete().order is order
+
+
+def test_a_listing_not_by_create_time_has_no_order() -> None:
+    tasks = history(500)
+    shuffled = Listing(Order.OLDEST_FIRST, [])
+    shuffled.tasks = sorted(tasks, key=lambda task: task.task_id[::-1])
+    assert shuffled.complete().order is Order.UNKNOWN
+
+
+def test_one_second_of_tasks_teaches_nothing() -> None:
+    tasks = [make(serial, SUCCEED, T0) for serial in range(150)]
+    assert Listing(Order.NEWEST_FIRST, tasks).complete().order is Order.UNKNOWN
+
+
+def test_order_evidence_does_not_depend_on_page_arrival_order() -> None:
+    listed = Listing(Order.NEWEST_FIRST, history(1000)).listed()
+    evidence = OrderEvidence()
+    pages = [Page(offset, 1000, listed[offset : offset + 100], 0) for offset in range(0, 1000, 100)]
+    for page in reversed(pages):
+        evidence.add(page)
+    assert evidence.order() is Order.NEWEST_FIRST
+
+
+@pytest.mark.parametrize("order", [Order.NEWEST_FIRST, Order.OLDEST_FIRST])
+def test_passes_stay_exact_as_tasks_arrive_and_finish(order: Order) -> None:
+    rng = random.Random(7)
+    listing = Listing(order, history(3000))
+    known = listing.complete()
+    assert_exact(known, listing)
+    for _ in range(30):
+        step(listing, rng, arrivals=rng.choice((0, 3, 27, 140)))
+        listing.calls = 0
+        result, calls = run_pass(known, listing.pages, listing.lookups)
+        known = result.known
+        assert_exact(known, listing)
+        assert calls == listing.calls
+        # Far below a complete listing's 31+ calls.
+        assert calls <= 12
+
+
+def test_a_pass_costs_about_the_cheapest_plan() -> None:
+    rng = random.Random(3)
+    listing = Listing(Order.NEWEST_FIRST, history(20_000, deep_open=3, young_open=300))
+    known = listing.complete()
+    for _ in range(10):
+        step(listing, rng, arrivals=27)
+        ages = {task.task_id: age for age, task in enumerate(listing.tasks)}
+        depths = [len(listing.tasks) - ages[task_id] for task_id in known.open]
+        listing.calls = 0
+        result, calls = run_pass(known, listing.pages, listing.lookups)
+        cheapest = cheapest_calls(depths, new=len(listing.tasks) - known.total, page_size=100)
+        assert calls <= cheapest + 1  # the anchor may cost a page of its own
+        known = result.known
+
+
+def test_tasks_arriving_during_a_pass_wait_for_the_next() -> None:
+    rng = random.Random(11)
+    listing = Listing(Order.NEWEST_FIRST, history(2000))
+    known = listing.complete()
+    top = max(task.created for task in listing.tasks)
+    listing.on_page = lambda: listing.add(top + 1)  # one arrival after every page answered
+    result, _ = run_pass(known, listing.pages, listing.lookups)
+    listing.on_page = None
+    # As of the first page: the tasks that came later are the next pass's.
+    assert result.known.total < len(listing.tasks)
+    step(listing, rng, arrivals=5)
+    result, _ = run_pass(result.known, listing.pages, listing.lookups)
+    assert_exact(result.known, listing)
+
+
+def mutated(order: Order, change: Callable[[Listing, KnownTasks], None]) -> PassRejected:
+    listing = Listing(order, history(2000))
+    known = listing.complete()
+    step(listing, random.Random(5), arrivals=10)
+    change(listing, known)
+    with pytest.raises(PassRejected) as raised:
+        run_pass(known, listing.pages, listing.lookups)
+    return raised.value
+
+
+@pytest.mark.parametrize("order", [Order.NEWEST_FIRST, Order.OLDEST_FIRST])
+def test_a_purged_old_task_is_a_surprise(order: Order) -> None:
+    rejection = mutated(order, lambda listing, _: listing.remove(listing.tasks[0].task_id))
+    assert rejection.reason in ("anchor_moved", "young_end", "removed")
+
+
+def test_a_deleted_open_task_is_a_surprise() -> None:
+    def delete_deep_open(listing: Listing, _: KnownTasks) -> None:
+        deep = next(task for task in listing.tasks[:1000] if task.is_open)
+        listing.remove(deep.task_id)
+
+    assert mutated(Order.NEWEST_FIRST, delete_deep_open).reason in (
+        "task_deleted",
+        "anchor_moved",
+        "young_end",
+    )
+
+
+def test_a_changed_order_is_a_surprise() -> None:
+    def shuffle(listing: Listing, _: KnownTasks) -> None:
+        random.Random(1).shuffle(listing.tasks)
+
+    assert mutated(Order.NEWEST_FIRST, shuffle).reason in ("anchor_moved", "young_end", "duplicate")
+
+
+def test_a_task_that_appears_deep_in_the_history_is_a_surprise() -> None:
+    def late(listing: Listing, _: KnownTasks) -> None:
+        listing.tasks.insert(500, make(999_999, SUCCEED, listing.tasks[500].created))
+
+    assert mutated(Order.NEWEST_FIRST, late).reason in ("young_end", "anchor_moved")
+
+
+def test_a_finished_task_that_changes_status_is_a_surprise() -> None:
+    def revert(listing: Listing, known: KnownTasks) -> None:
+        # The youngest task that had already finished when the exporter last looked.
+        young_finished = next(
+            task
+            for task in reversed(listing.tasks)
+            if task.task_id not in known.open
+            and not task.is_open
+            and task.created <= max(e.created or 0 for e in known.head.values())
+        )
+        listing.set(young_finished.task_id, PROCESSING, progress=5)
+
+    assert mutated(Order.NEWEST_FIRST, revert).reason == "status_reverted"
+
+
+def test_the_cheapest_plan() -> None:
+    # 27 new, 300 open within the youngest 1,150, 3 deep: 12 pages and 3 queries.
+    depths = [*list(range(10, 1150, 4))[:300], 50_000, 90_000, 150_000]
+    assert cheapest_calls(depths, new=27, page_size=100) == 12 + 3
+    assert cheapest_calls([], new=0, page_size=100) == 1
+    assert cheapest_calls([5_000], new=250, page_size=100) == 3 + 1

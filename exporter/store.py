@@ -12,25 +12,17 @@ import heapq
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from exporter.config import SeriesSettings
 from exporter.failures import InconsistentListing
 from exporter.histogram import BucketCounts, HistogramSnapshot
-from exporter.tasks import FINISHED_STATUSES, KNOWN_STATUSES, PROCESSING, WAITING, Page, Task
+from exporter.known import KnownTasks
+from exporter.tasks import FINISHED_STATUSES, OTHER_STATUS, PROCESSING, WAITING, Page, StatusCounts, Task
 
 OLDEST_TRACKED_STATUSES = (WAITING, PROCESSING)
 
-# A status the API adds one day keeps its own name, but only so many of them do: a hostile or
-# broken upstream sending thousands of distinct statuses must not make thousands of series. The
-# most frequent ones keep their names; the tasks of the rest are counted under ``OTHER_STATUS``
-# (lower case, so that it never merges with a status of the API's upper-case kind).
-MAX_UNKNOWN_STATUSES = 10
-OTHER_STATUS = "other"
-# Distinct unknown statuses told apart while folding one listing; past that, their tasks go
-# straight to OTHER_STATUS, so memory stays bounded whatever the API sends.
-_UNKNOWN_STATUS_MEMORY = 1000
 _REPEATED_PAGES_LIMIT = 2
 
 
@@ -127,6 +119,89 @@ class FinishedTaskTracker:
                 del memory[task_id]
 
 
+class OldestOpen:
+    """The oldest create_time among WAITING and among PROCESSING tasks."""
+
+    def __init__(self) -> None:
+        self._oldest: dict[str, float] = {}
+
+    def add(self, task: Task) -> None:
+        status = task.status
+        if status in OLDEST_TRACKED_STATUSES:
+            oldest = self._oldest.get(status)
+            if oldest is None or task.created < oldest:
+                self._oldest[status] = task.created
+
+    def times(self) -> dict[str, float]:
+        return dict(self._oldest)
+
+
+class SeriesPicker:
+    """The bounded set of tasks that get per-task series: every open task and every task that
+    finished within ``max_finished_age``, up to ``max_series``."""
+
+    def __init__(self, settings: SeriesSettings, now: float) -> None:
+        self._settings = settings
+        self._finished_cutoff = now - settings.max_finished_age
+        self._candidates = 0
+        self._heap: list[tuple[int, float, int, Task]] = []
+        self._order = itertools.count()
+
+    def offer(self, task: Task) -> None:
+        if not self._settings.enabled:
+            return
+        is_open = task.is_open
+        if not is_open and (task.ended is None or task.ended < self._finished_cutoff):
+            return
+        self._candidates += 1
+        # Higher keys win a place: open tasks before finished ones; among open tasks the oldest
+        # (the likeliest to be stuck), among finished ones the most recently ended.
+        priority = (1, -task.created) if is_open else (0, task.ended or 0.0)
+        entry = (priority[0], priority[1], next(self._order), task)
+        if len(self._heap) < self._settings.max_series:
+            heapq.heappush(self._heap, entry)
+        elif self._heap and entry[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, entry)
+
+    def picked(self, counts: Mapping[str, int]) -> tuple[tuple[Task, ...], int]:
+        """The tasks picked, best first, and how many qualified but were left out. A task whose
+        status the counts merged into ``OTHER_STATUS`` carries that status here too."""
+        series = tuple(
+            task if task.status in counts else task._replace(status=OTHER_STATUS)
+            for *_, task in sorted(self._heap, reverse=True)
+        )
+        return series, self._candidates - len(series)
+
+
+def snapshot_of_known(
+    known: KnownTasks, recently_finished: Iterable[Task], settings: SeriesSettings, now: float
+) -> Snapshot:
+    """The snapshot an incremental pass publishes: counts from what is known, per-task series
+    from the open tasks and the recently finished ones remembered."""
+    counts = StatusCounts()
+    for status, count in known.finished.items():
+        counts.add(status, count)
+    oldest = OldestOpen()
+    series = SeriesPicker(settings, now)
+    for _, task in known.open.values():
+        counts.add(task.status)
+        oldest.add(task)
+        series.offer(task)
+    for task in recently_finished:
+        series.offer(task)
+    capped = counts.capped()
+    picked, dropped = series.picked(capped)
+    return Snapshot(
+        taken_at=now,
+        counts=capped,
+        reported_total=known.total,
+        invalid=known.invalid,
+        oldest_created=oldest.times(),
+        series_tasks=picked,
+        series_dropped=dropped,
+    )
+
+
 class ListingBuilder:
     """Folds pages into a ``Snapshot`` as they arrive."""
 
@@ -135,9 +210,7 @@ class ListingBuilder:
         self._now = now
         self._tracker = tracker
         self._tracker_pass = tracker.begin(now)
-        self._counts: Counter[str] = Counter({status: 0 for status in KNOWN_STATUSES})
-        self._unknown: Counter[str] = Counter()  # tasks per unknown status, up to the memory
-        self._unknown_overflow = 0  # tasks whose unknown status came past that memory
+        self._counts = StatusCounts()
         # Hashes, not ids: a listing of 100k tasks costs ~4 MB, not ~12. Two ids with one 64-bit
         # hash (odds ~3e-10 at 100k tasks) would make one listing inconsistent, never miscounted.
         self._seen: set[int] = set()
@@ -145,11 +218,8 @@ class ListingBuilder:
         self._repeated_pages = 0  # pages that held nothing but tasks already read
         self._invalid = 0
         self._totals: set[int] = set()
-        self._oldest: dict[str, float] = {}
-        self._candidates = 0
-        self._heap: list[tuple[int, float, int, Task]] = []
-        self._order = itertools.count()
-        self._finished_cutoff = now - settings.max_finished_age
+        self._oldest = OldestOpen()
+        self._series = SeriesPicker(settings, now)
 
     def add(self, page: Page) -> None:
         """Fold one page in. Raises ``InconsistentListing`` at once for a page that cannot be
@@ -183,32 +253,10 @@ class ListingBuilder:
                 )
 
     def _fold(self, task: Task) -> None:
-        status = task.status
-        if status in self._counts:
-            self._counts[status] += 1
-        elif status in self._unknown or len(self._unknown) < _UNKNOWN_STATUS_MEMORY:
-            self._unknown[status] += 1
-        else:
-            self._unknown_overflow += 1
-        if status in OLDEST_TRACKED_STATUSES:
-            oldest = self._oldest.get(status)
-            if oldest is None or task.created < oldest:
-                self._oldest[status] = task.created
+        self._counts.add(task.status)
+        self._oldest.add(task)
         self._tracker.observe(self._tracker_pass, task)
-        if not self._settings.enabled:
-            return
-        is_open = task.is_open
-        if not is_open and (task.ended is None or task.ended < self._finished_cutoff):
-            return
-        self._candidates += 1
-        # Higher keys win a place: open tasks before finished ones; among open tasks the oldest
-        # (the likeliest to be stuck), among finished ones the most recently ended.
-        priority = (1, -task.created) if is_open else (0, task.ended or 0.0)
-        entry = (priority[0], priority[1], next(self._order), task)
-        if len(self._heap) < self._settings.max_series:
-            heapq.heappush(self._heap, entry)
-        elif self._heap and entry[:2] > self._heap[0][:2]:
-            heapq.heapreplace(self._heap, entry)
+        self._series.offer(task)
 
     def finish(self) -> Snapshot:
         """The snapshot, or ``InconsistentListing`` when the pages do not add up."""
@@ -223,32 +271,17 @@ class ListingBuilder:
                 f"read {distinct} distinct tasks ({self._duplicates} repeated) "
                 f"but the API reports {reported}: tasks changed while paging"
             )
-        counts = self._counts_with_unknown_statuses_capped()
-        series = tuple(
-            task if task.status in counts else task._replace(status=OTHER_STATUS)
-            for *_, task in sorted(self._heap, reverse=True)
-        )
+        counts = self._counts.capped()
+        series, dropped = self._series.picked(counts)
         return Snapshot(
             taken_at=self._now,
             counts=counts,
             reported_total=reported,
             invalid=self._invalid,
-            oldest_created=dict(self._oldest),
+            oldest_created=self._oldest.times(),
             series_tasks=series,
-            series_dropped=self._candidates - len(series),
+            series_dropped=dropped,
         )
-
-    def _counts_with_unknown_statuses_capped(self) -> dict[str, int]:
-        """Tasks per status, every known status included, and at most ``MAX_UNKNOWN_STATUSES``
-        unknown ones by name: the most frequent, then by name, so that the choice does not depend
-        on the order pages came in. The other unknown statuses' tasks go to ``OTHER_STATUS``."""
-        ranked = sorted(self._unknown.items(), key=lambda item: (-item[1], item[0]))
-        counts = dict(self._counts)
-        counts.update(ranked[:MAX_UNKNOWN_STATUSES])
-        other = self._unknown_overflow + sum(count for _, count in ranked[MAX_UNKNOWN_STATUSES:])
-        if other:
-            counts[OTHER_STATUS] = counts.get(OTHER_STATUS, 0) + other
-        return counts
 
     @property
     def tracker_pass(self) -> TrackerPass:

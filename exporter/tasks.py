@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -28,6 +29,16 @@ KNOWN_STATUSES = (WAITING, PROCESSING, SUCCEED, FAILED, CANCEL)
 OPEN_STATUSES = frozenset({WAITING, PROCESSING})
 FINISHED_STATUSES = frozenset({SUCCEED, FAILED, CANCEL})
 
+# A status the API adds one day keeps its own name, but only so many of them do: a hostile or
+# broken upstream sending thousands of distinct statuses must not make thousands of series. The
+# most frequent ones keep their names; the tasks of the rest are counted under ``OTHER_STATUS``
+# (lower case, so that it never merges with a status of the API's upper-case kind).
+MAX_UNKNOWN_STATUSES = 10
+OTHER_STATUS = "other"
+# Distinct unknown statuses told apart while counting; past that, their tasks go straight to
+# OTHER_STATUS, so memory stays bounded whatever the API sends.
+_UNKNOWN_STATUS_MEMORY = 1000
+
 # Real ids are 32 hex characters and statuses a word; these bounds only keep a hostile record from
 # turning into a huge label value.
 MAX_ID_LENGTH = 256
@@ -36,6 +47,35 @@ MAX_STATUS_LENGTH = 64
 # that is 56 years old or ends in 9999 (either would skew every age and duration).
 EARLIEST_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
 LATEST_TIME = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+
+
+class StatusCounts:
+    """Tasks per status: every known status, 0 included, and unknown ones within bounds."""
+
+    def __init__(self) -> None:
+        self._known: Counter[str] = Counter(dict.fromkeys(KNOWN_STATUSES, 0))
+        self._unknown: Counter[str] = Counter()  # tasks per unknown status, up to the memory
+        self._overflow = 0  # tasks whose unknown status came past that memory
+
+    def add(self, status: str, count: int = 1) -> None:
+        if status in self._known:
+            self._known[status] += count
+        elif status in self._unknown or len(self._unknown) < _UNKNOWN_STATUS_MEMORY:
+            self._unknown[status] += count
+        else:
+            self._overflow += count
+
+    def capped(self) -> dict[str, int]:
+        """At most ``MAX_UNKNOWN_STATUSES`` unknown statuses by name: the most frequent, then by
+        name, so that the choice does not depend on the order tasks were counted in. The other
+        unknown statuses' tasks go to ``OTHER_STATUS``."""
+        ranked = sorted(self._unknown.items(), key=lambda item: (-item[1], item[0]))
+        counts = dict(self._known)
+        counts.update(ranked[:MAX_UNKNOWN_STATUSES])
+        other = self._overflow + sum(count for _, count in ranked[MAX_UNKNOWN_STATUSES:])
+        if other:
+            counts[OTHER_STATUS] = counts.get(OTHER_STATUS, 0) + other
+        return counts
 
 
 class InvalidTask(ValueError):

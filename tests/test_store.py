@@ -10,8 +10,8 @@ import pytest
 
 from exporter.config import SeriesSettings
 from exporter.failures import InconsistentListing
-from exporter.store import MAX_UNKNOWN_STATUSES, OTHER_STATUS, Snapshot, TaskStore
-from exporter.tasks import KNOWN_STATUSES, Page, parse_page
+from exporter.store import Snapshot, TaskStore
+from exporter.tasks import KNOWN_STATUSES, MAX_UNKNOWN_STATUSES, OTHER_STATUS, Page, parse_page
 from exporter.timestamps import parse_timestamp
 from tests.conftest import body, record
 
@@ -115,7 +115,7 @@ def test_memory_of_a_listing_is_bounded_by_the_cap() -> None:
         builder.add(
             page([record(i, "WAITING") for i in range(offset, offset + 100)], total=2_000, offset=offset)
         )
-    assert len(builder._heap) == 5
+    assert len(builder._series._heap) == 5
     assert builder.finish().series_dropped == 1_995
 
 

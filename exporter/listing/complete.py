@@ -8,12 +8,11 @@ complete, consistent listing showed, and re-learned from every complete listing 
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.known import HeadEntry, KnownTasks, Order, age_index, head_entry
-from exporter.tasks import Page, Task
+from exporter.tasks import Page, StatusCounts, Task
 
 # Pages kept from each end of a complete listing, to know the young end once the order is known:
 # the youngest tie group and one older task must fit in them.
@@ -82,7 +81,7 @@ class KnownTasksBuilder:
     def __init__(self) -> None:
         self._evidence = OrderEvidence()
         self._open: list[tuple[int, Task]] = []  # (position, task)
-        self._finished: Counter[str] = Counter()
+        self._finished = StatusCounts()
         self._invalid = 0
         self._ends: dict[int, Page] = {}  # offset -> page, for pages near either end
 
@@ -95,7 +94,7 @@ class KnownTasksBuilder:
             if task.is_open:
                 self._open.append((page.offset + index, task))
             else:
-                self._finished[task.status] += 1
+                self._finished.add(task.status)
         self._ends[page.offset] = page
         if len(self._ends) > 2 * _END_PAGES:
             # Keep the pages with the lowest and the highest offsets.
@@ -122,7 +121,7 @@ class KnownTasksBuilder:
             total=total,
             head=head,
             open=open_tasks,
-            finished=dict(self._finished),
+            finished={status: count for status, count in self._finished.capped().items() if count},
             invalid=self._invalid,
         )
 

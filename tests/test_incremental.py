@@ -12,6 +12,7 @@ import pytest
 from exporter.known import KnownTasks, Order
 from exporter.listing.complete import KnownTasksBuilder, OrderEvidence
 from exporter.listing.incremental import PageRequest, PassRejected, cheapest_calls, run_pass
+from exporter.listing.sync import SyncByAge
 from exporter.tasks import FAILED, PROCESSING, SUCCEED, WAITING, Page, Task
 
 T0 = 1_800_000_000.0
@@ -262,3 +263,42 @@ def test_the_cheapest_plan() -> None:
     assert cheapest_calls(depths, new=27, page_size=100) == 12 + 3
     assert cheapest_calls([], new=0, page_size=100) == 1
     assert cheapest_calls([5_000], new=250, page_size=100) == 3 + 1
+
+
+def sync(listing: Listing, order: Order, between_rounds: Callable[[], None] = lambda: None) -> SyncByAge:
+    reader = SyncByAge(order)
+    while not reader.done:
+        for page in listing.pages(reader.next_requests(most=4)):
+            reader.add(page)
+        between_rounds()
+    return reader
+
+
+@pytest.mark.parametrize("order", [Order.NEWEST_FIRST, Order.OLDEST_FIRST])
+def test_a_complete_listing_by_age_stays_exact_while_tasks_arrive(order: Order) -> None:
+    rng = random.Random(13)
+    listing = Listing(order, history(5000))
+    # Tasks arrive and finish between every round of four pages: a classic listing would never
+    # add up, since the total changes under it all the time.
+    reader = sync(listing, order, lambda: step(listing, rng, arrivals=rng.choice((0, 1, 4))))
+    assert reader.progress == 1.0
+    known = reader.known()
+    assert known.total == 5000
+    # One incremental pass brings it to the present, exactly.
+    result, _ = run_pass(known, listing.pages, listing.lookups)
+    assert_exact(result.known, listing)
+
+
+def test_reading_by_age_with_the_wrong_order_is_a_surprise() -> None:
+    listing = Listing(Order.NEWEST_FIRST, history(1000))
+    with pytest.raises(PassRejected) as raised:
+        sync(listing, Order.OLDEST_FIRST)
+    assert raised.value.reason == "order_changed"
+
+
+def test_reading_by_age_a_listing_that_loses_tasks_is_a_surprise() -> None:
+    listing = Listing(Order.NEWEST_FIRST, history(3000))
+    with pytest.raises(PassRejected) as raised:
+        # The oldest task is purged after every round.
+        sync(listing, Order.NEWEST_FIRST, lambda: listing.remove(listing.tasks[0].task_id))
+    assert raised.value.reason in ("removed", "duplicate", "order_changed")

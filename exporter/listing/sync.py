@@ -1,0 +1,162 @@
+"""A complete listing read by age index (docs/incremental-listing.md, "Complete listings"), for the
+first sync of a big project, after a fallback, and for reconciliation.
+
+Read page by page at any pace, over minutes if it must: tasks that arrive meanwhile change no age
+index, so each page is placed by its own ``total`` and the pages fit together however long apart
+they were read. Overlaps are checked to hold the same tasks (a 64-bit hash per age index: 8 MB for
+a million tasks), and create_time must not decrease with the age index anywhere, which is the
+order checked across the whole listing. The result is ``KnownTasks`` as of the first page's total;
+an incremental pass then brings it to the present.
+
+Pure: the caller fetches what ``next_requests`` asks for, at the pace it likes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+from dataclasses import dataclass
+
+from exporter.known import HeadEntry, KnownTasks, Order, age_index, head_entry, offset_of
+from exporter.listing.incremental import PageRequest, PassRejected
+from exporter.tasks import Page, StatusCounts, Task
+
+_HEAD_AGES = 300  # the youngest ages kept as the anchor, as an incremental pass keeps them
+_MALFORMED = 1  # the hash stored for a malformed record (real hashes are folded away from 0 and 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """What one page showed about the order: create_time at its lowest and highest age index."""
+
+    low: int
+    high: int
+    oldest: float
+    youngest: float
+
+
+class SyncByAge:
+    def __init__(self, order: Order, page_size: int = 100) -> None:
+        if order is Order.UNKNOWN:
+            raise ValueError("reading by age index needs an order to test")
+        self.order = order
+        self._page_size = page_size
+        self._total: int | None = None  # the first page's total: the ages to cover are below it
+        self._latest_total: int | None = None
+        self._hashes = array("q")
+        self._ids: set[int] = set()
+        self._covered = 0
+        self._cursor = 0  # every age below it is covered
+        self._open: dict[str, tuple[int, Task]] = {}
+        self._finished = StatusCounts()
+        self._invalid = 0
+        self._head: dict[int, HeadEntry] = {}
+        self._spans: list[_Span] = []
+        self.calls = 0
+
+    @property
+    def started(self) -> bool:
+        return self._total is not None
+
+    @property
+    def progress(self) -> float:
+        if self._total is None:
+            return 0.0
+        return 1.0 if self._total == 0 else self._covered / self._total
+
+    @property
+    def done(self) -> bool:
+        return self._total is not None and self._covered == self._total
+
+    def next_requests(self, most: int) -> list[PageRequest]:
+        """Up to ``most`` pages to read next, oldest ages first, placed by the latest total seen.
+
+        Asked once per round, after every answer of the round before was added: a page that tasks
+        arriving in between placed higher than planned leaves its lowest ages uncovered, and the
+        next round asks for them again.
+        """
+        if self._total is None:
+            return [PageRequest(0, self._page_size)]
+        while self._cursor < self._total and self._hashes[self._cursor] != 0:
+            self._cursor += 1
+        latest = self._latest_total or self._total
+        requests: list[PageRequest] = []
+        age = self._cursor
+        while age < self._total and len(requests) < most:
+            if self._hashes[age] != 0:
+                age += 1
+                continue
+            low = age
+            while age < self._total and self._hashes[age] == 0 and age - low < self._page_size:
+                age += 1
+            requests.append(PageRequest(offset_of(self.order, latest, age, age - low), age - low))
+        return requests
+
+    def add(self, page: Page) -> None:
+        """Place one page; ``PassRejected`` when it contradicts what was read or the order."""
+        self.calls += 1
+        if self._total is None:
+            self._total = page.total
+            self._hashes = array("q", bytes(8 * page.total))
+        total = self._total
+        self._latest_total = max(self._latest_total or 0, page.total)
+        placed: list[tuple[int, Task | None]] = []
+        for index, task in enumerate(page.records()):
+            age = age_index(self.order, page.total, page.offset + index)
+            if age < 0:
+                raise PassRejected("removed", "a page reaches past the oldest task: tasks were removed")
+            if age < total:
+                placed.append((age, task))
+        for age, task in placed:
+            self._place(age, task)
+        times = sorted((age, task.created) for age, task in placed if task is not None)
+        if times:
+            if any(later < earlier for (_, earlier), (_, later) in itertools.pairwise(times)):
+                raise PassRejected("order_changed", "create_time decreases with the age index on a page")
+            self._spans.append(_Span(times[0][0], times[-1][0], times[0][1], times[-1][1]))
+
+    def known(self) -> KnownTasks:
+        """What the listing showed, as of the first page's total."""
+        if not self.done or self._total is None:
+            raise RuntimeError("the listing is not complete")
+        spans = sorted(self._spans, key=lambda span: span.low)
+        for older, younger in itertools.pairwise(spans):
+            if younger.oldest < older.youngest and younger.low > older.high:
+                raise PassRejected("order_changed", "create_time decreases with the age index across pages")
+        return KnownTasks(
+            order=self.order,
+            total=self._total,
+            head=dict(sorted(self._head.items(), reverse=True)),
+            open=dict(self._open),
+            finished={status: count for status, count in self._finished.capped().items() if count},
+            invalid=self._invalid,
+        )
+
+    def _place(self, age: int, task: Task | None) -> None:
+        key = _MALFORMED if task is None else _fold(hash(task.task_id))
+        earlier = self._hashes[age]
+        if earlier:
+            if earlier != key:
+                raise PassRejected("duplicate", f"age index {age} read twice with different tasks")
+            return
+        if key != _MALFORMED:
+            if key in self._ids:
+                raise PassRejected("duplicate", "one task listed at two age indices")
+            self._ids.add(key)
+        self._hashes[age] = key
+        self._covered += 1
+        assert self._total is not None
+        if age >= self._total - _HEAD_AGES:
+            self._head[age] = head_entry(task)
+        if task is None:
+            self._invalid += 1
+        elif task.is_open:
+            self._open[task.task_id] = (age, task)
+        else:
+            self._finished.add(task.status)
+
+
+def _fold(value: int) -> int:
+    """A hash as a signed 64-bit value that is never 0 (uncovered) or 1 (malformed)."""
+    folded = (value & 0xFFFF_FFFF_FFFF_FFFF) - (1 << 63)
+    return folded if folded not in (0, _MALFORMED) else 2

@@ -289,6 +289,27 @@ class ListingBuilder:
 
 
 @dataclass(frozen=True)
+class ListingFacts:
+    """How the last published snapshot was made (docs/incremental-listing.md, "Metrics")."""
+
+    mode: str  # full, incremental or sync
+    reason: str  # why that mode: configured, learning, order_verified, order_unknown, fallback
+    order: str  # newest_first, oldest_first or unknown
+    calls: int  # API calls the listing made
+
+
+@dataclass(frozen=True)
+class ListingHealth:
+    """What the listing strategies report besides the snapshot."""
+
+    last: ListingFacts | None = None
+    fallbacks: Mapping[str, int] = field(default_factory=dict)  # discarded passes by reason
+    reconciliations: int = 0
+    reconciliation_mismatches: int = 0
+    sync_progress: float | None = None  # of a running background complete listing
+
+
+@dataclass(frozen=True)
 class StoreView:
     """Everything the collector renders, copied under the store's lock."""
 
@@ -303,6 +324,7 @@ class StoreView:
     finished_total: Mapping[str, int]
     finished_durations: Mapping[str, HistogramSnapshot]
     tracked_tasks: int  # task ids the finished-task tracker remembers
+    listing: ListingHealth = field(default_factory=ListingHealth)
 
     def deadline_missed(self) -> StoreView:
         """What a scrape that could not wait for the listing in flight is served: up 0, no snapshot.
@@ -330,13 +352,33 @@ class TaskStore:
         self._created = 0
         self._finished: Counter[str] = Counter({status: 0 for status in sorted(FINISHED_STATUSES)})
         self._durations = {status: BucketCounts(settings.duration_buckets) for status in self._finished}
+        self._listing_facts: ListingFacts | None = None
+        self._fallbacks: Counter[str] = Counter()
+        self._reconciliations = 0
+        self._reconciliation_mismatches = 0
+        self._sync_progress: float | None = None
 
     def start_listing(self, now: float) -> ListingBuilder:
         return ListingBuilder(self._settings, now, self._tracker)
 
-    def record_success(self, builder: ListingBuilder, snapshot: Snapshot, duration: float) -> None:
-        tracker_pass = builder.tracker_pass
+    def begin_tracking(self, now: float) -> TrackerPass:
+        """Events of a pass that reads only some tasks (an incremental pass): ``observe`` each."""
+        return self._tracker.begin(now)
+
+    def observe(self, tracker_pass: TrackerPass, task: Task) -> None:
+        self._tracker.observe(tracker_pass, task)
+
+    def record_success(
+        self,
+        snapshot: Snapshot,
+        tracker_pass: TrackerPass,
+        duration: float,
+        facts: ListingFacts | None = None,
+    ) -> None:
         with self._lock:
+            if facts is not None:
+                self._listing_facts = facts
+            self._sync_progress = None
             self._tracker.commit(tracker_pass)
             self._created += tracker_pass.created
             for task in tracker_pass.ended:
@@ -357,6 +399,28 @@ class TaskStore:
             self._duration = duration
             self._errors[reason] += 1
 
+    def record_pending(self, duration: float, detail: str, progress: float) -> None:
+        """No snapshot yet, and no failure: a complete listing runs in the background."""
+        with self._lock:
+            self._snapshot = None
+            self._last_error = ("syncing", detail)
+            self._up = False
+            self._duration = duration
+            self._sync_progress = progress
+
+    def record_fallback(self, reason: str) -> None:
+        with self._lock:
+            self._fallbacks[reason] += 1
+
+    def note_reconciliation(self, *, mismatch: bool) -> None:
+        with self._lock:
+            self._reconciliations += 1
+            self._reconciliation_mismatches += int(mismatch)
+
+    def record_sync_progress(self, progress: float) -> None:
+        with self._lock:
+            self._sync_progress = progress
+
     def view(self) -> StoreView:
         with self._lock:
             return StoreView(
@@ -371,4 +435,11 @@ class TaskStore:
                 finished_total=dict(self._finished),
                 finished_durations={status: counts.snapshot() for status, counts in self._durations.items()},
                 tracked_tasks=self._tracker.remembered,
+                listing=ListingHealth(
+                    last=self._listing_facts,
+                    fallbacks=dict(self._fallbacks),
+                    reconciliations=self._reconciliations,
+                    reconciliation_mismatches=self._reconciliation_mismatches,
+                    sync_progress=self._sync_progress,
+                ),
             )

@@ -51,11 +51,11 @@ def fixed_store() -> TaskStore:
     for now, records in ((NOW - 60, first), (NOW, second)):
         builder = store.start_listing(now)
         builder.add(parse_page(0, body(records)))
-        store.record_success(builder, builder.finish(), 0.25)
+        store.record_success(builder.finish(), builder.tracker_pass, 0.25)
     store.record_failure("throttled", 1.5, "HTTP 429")
     builder = store.start_listing(NOW)
     builder.add(parse_page(0, body(second)))
-    store.record_success(builder, builder.finish(), 0.5)
+    store.record_success(builder.finish(), builder.tracker_pass, 0.5)
     return store
 
 

@@ -28,7 +28,7 @@ def listing(store: TaskStore, pages: Sequence[Page], now: float = NOW) -> Snapsh
     for p in pages:
         builder.add(p)
     snapshot = builder.finish()
-    store.record_success(builder, snapshot, 0.1)
+    store.record_success(snapshot, builder.tracker_pass, 0.1)
     return snapshot
 
 

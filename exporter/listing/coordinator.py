@@ -100,7 +100,7 @@ class ListingCoordinator:
             log.exception("listing failed on an unexpected error")
             return
         elapsed = self._clock() - started
-        self._store.record_success(builder, snapshot, elapsed)
+        self._store.record_success(snapshot, builder.tracker_pass, elapsed)
         log.debug(
             "listing %d done in %.2fs: %d tasks, %d per-task series",
             self.listings,

@@ -92,8 +92,9 @@ class SyncByAge:
             requests.append(PageRequest(offset_of(self.order, latest, age, age - low), age - low))
         return requests
 
-    def add(self, page: Page) -> None:
-        """Place one page; ``PassRejected`` when it contradicts what was read or the order."""
+    def add(self, page: Page) -> list[Task]:
+        """Place one page; the tasks it showed for the first time. ``PassRejected`` when it
+        contradicts what was read or the order."""
         self.calls += 1
         if self._total is None:
             self._total = page.total
@@ -107,13 +108,13 @@ class SyncByAge:
                 raise PassRejected("removed", "a page reaches past the oldest task: tasks were removed")
             if age < total:
                 placed.append((age, task))
-        for age, task in placed:
-            self._place(age, task)
+        fresh = [task for age, task in placed if self._place(age, task) and task is not None]
         times = sorted((age, task.created) for age, task in placed if task is not None)
         if times:
             if any(later < earlier for (_, earlier), (_, later) in itertools.pairwise(times)):
                 raise PassRejected("order_changed", "create_time decreases with the age index on a page")
             self._spans.append(_Span(times[0][0], times[-1][0], times[0][1], times[-1][1]))
+        return fresh
 
     def known(self) -> KnownTasks:
         """What the listing showed, as of the first page's total."""
@@ -132,13 +133,14 @@ class SyncByAge:
             invalid=self._invalid,
         )
 
-    def _place(self, age: int, task: Task | None) -> None:
+    def _place(self, age: int, task: Task | None) -> bool:
+        """Record one listed record at its age index; False if it was read before."""
         key = _MALFORMED if task is None else _fold(hash(task.task_id))
         earlier = self._hashes[age]
         if earlier:
             if earlier != key:
                 raise PassRejected("duplicate", f"age index {age} read twice with different tasks")
-            return
+            return False
         if key != _MALFORMED:
             if key in self._ids:
                 raise PassRejected("duplicate", "one task listed at two age indices")
@@ -154,6 +156,7 @@ class SyncByAge:
             self._open[task.task_id] = (age, task)
         else:
             self._finished.add(task.status)
+        return True
 
 
 def _fold(value: int) -> int:

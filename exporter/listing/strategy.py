@@ -1,0 +1,365 @@
+"""Which listing a scrape runs, and what it leaves in the store (docs/incremental-listing.md).
+
+- ``full`` mode, or an order not (yet) known: a complete listing in the scrape, as the exporter
+  always did. It also teaches the order.
+- A known order and trusted ``KnownTasks``: an incremental pass. Any surprise discards it, counts
+  the fallback, and hands over to a complete listing.
+- A complete listing too big for a scrape's deadline runs in the background (``SyncByAge``),
+  paced under a share of the request rate, across scrapes; until it is done scrapes answer up 0
+  with its progress. The same background listing reconciles the incremental state now and then.
+
+The store gets a ``Snapshot`` and the tracker's events either way, so the collector cannot tell
+which strategy made them, except from the listing metrics this module reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from exporter.config import ListingSettings, SeriesSettings
+from exporter.failures import InconsistentListing, ListingFailed
+from exporter.known import KnownTasks, Order
+from exporter.listing.complete import KnownTasksBuilder
+from exporter.listing.incremental import PageRequest, PassRejected, PassResult, run_pass
+from exporter.listing.sync import SyncByAge
+from exporter.store import ListingFacts, SeriesPicker, TaskStore, snapshot_of_known
+from exporter.tasks import Page, Task
+
+log = logging.getLogger(__name__)
+
+Deadline = Callable[[], float]
+
+FULL, INCREMENTAL, SYNC = "full", "incremental", "sync"
+_BACKGROUND_ROUND_SECONDS = 60.0
+
+
+class PageSource(Protocol):
+    """What the strategies need of the API client."""
+
+    def iter_pages(self, deadline: Deadline) -> Generator[Page, None, None]: ...
+
+    def fetch_pages(self, requests: Sequence[PageRequest], deadline: Deadline) -> list[Page]: ...
+
+    def fetch_tasks(self, task_ids: Sequence[str], deadline: Deadline) -> dict[str, Page]: ...
+
+
+class ListingPending(Exception):
+    """No snapshot yet, and no failure either: a complete listing is running in the background."""
+
+
+class OrderUnknown(ListingFailed):
+    """``--listing.mode incremental`` and the API's order could not be learned."""
+
+    reason = "order_unknown"
+
+
+@dataclass
+class _Background:
+    """A complete listing by age index on a thread of its own."""
+
+    sync: SyncByAge | None
+    thread: threading.Thread
+    reconciling: bool
+    known: KnownTasks | None = None
+    recent: tuple[Task, ...] = ()
+    calls: int = 0
+    error: Exception | None = None
+    done: bool = False
+
+
+class ListingStrategy:
+    def __init__(
+        self,
+        client: PageSource,
+        store: TaskStore,
+        settings: ListingSettings,
+        series: SeriesSettings,
+        *,
+        page_size: int = 100,
+        concurrency: int = 4,
+        rate_limit: float = 20.0,
+        drift_retries: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._settings = settings
+        self._series = series
+        self._page_size = page_size
+        self._concurrency = concurrency
+        self._rate_limit = rate_limit
+        self._drift_retries = drift_retries
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._known: KnownTasks | None = None  # trusted: the incremental passes start from it
+        self._recent: tuple[Task, ...] = ()  # recently finished tasks, for per-task series
+        self._order = Order.UNKNOWN
+        self._reason = "learning"  # why the next listing is of its kind
+        self._too_big = False  # a complete listing did not fit a scrape
+        self._last_complete = clock()
+        self._background: _Background | None = None
+        self._stopping = threading.Event()
+
+    def run(self, deadline: Deadline) -> None:
+        """One listing for the scrapes waiting; its result goes to the store.
+
+        Raises ``ListingFailed`` (nothing published) or ``ListingPending`` (a background listing
+        is not done yet).
+        """
+        started = self._clock()
+        if self._settings.mode == FULL:
+            self._complete(deadline, started, reason="configured")
+            return
+        background = self._background
+        if background is not None and background.done:
+            self._background = None
+            if self._adopt(background, deadline, started):
+                return
+        if self._known is not None:
+            self._incremental(deadline, started)
+            return
+        if self._background is not None:
+            raise ListingPending(self._pending_detail())
+        if self._too_big:
+            known_order = self._order if self._order is not Order.UNKNOWN else None
+            self._start_background(known_order, reconciling=False)
+            raise ListingPending(self._pending_detail())
+        if self._settings.mode == INCREMENTAL and self._reason == "order_unknown":
+            raise OrderUnknown("the API's order could not be learned: incremental passes are impossible")
+        self._complete(deadline, started, reason=self._reason)
+
+    def close(self) -> None:
+        self._stopping.set()
+        background = self._background
+        if background is not None:
+            background.thread.join(5.0)
+
+    # Complete listing in the scrape ------------------------------------------------------------
+
+    def _complete(self, deadline: Deadline, started: float, reason: str) -> None:
+        attempt = 0
+        while True:
+            attempt_started = self._clock()
+            builder = self._store.start_listing(self._wall_clock())
+            learner = KnownTasksBuilder()
+            pages = self._client.iter_pages(deadline)
+            try:
+                for page in pages:
+                    if page.offset == 0 and self._settings.mode != FULL and self._cannot_fit(page, deadline):
+                        self._too_big = True
+                        self._start_background(None, reconciling=False)
+                        raise ListingPending(self._pending_detail())
+                    builder.add(page)
+                    learner.add(page)
+                snapshot = builder.finish()
+                break
+            except InconsistentListing as error:
+                took = self._clock() - attempt_started
+                if attempt >= self._drift_retries or deadline() - self._clock() < took:
+                    raise
+                attempt += 1
+                log.info("listing again: %s", error)
+            finally:
+                pages.close()
+        known = learner.finish(snapshot.reported_total)
+        self._order = known.order
+        self._last_complete = self._clock()
+        calls = self._store_calls(snapshot.reported_total)
+        if known.order is not Order.UNKNOWN and self._settings.mode != FULL:
+            self._known = known
+            self._recent = tuple(task for task in snapshot.series_tasks if not task.is_open)
+            self._reason = "order_verified"
+        elif self._settings.mode != FULL:
+            self._reason = "order_unknown"
+        self._store.record_success(
+            snapshot,
+            builder.tracker_pass,
+            self._clock() - started,
+            ListingFacts(mode=FULL, reason=reason, order=known.order.value, calls=calls),
+        )
+
+    def _cannot_fit(self, first: Page, deadline: Deadline) -> bool:
+        """Whether the rest of a complete listing could not finish by the deadline at the rate
+        limit: then it goes to the background at once, not after a wasted scrape."""
+        if self._rate_limit <= 0:
+            return False
+        remaining_pages = max(0, math.ceil(first.total / self._page_size) - 1)
+        return remaining_pages / self._rate_limit > deadline() - self._clock()
+
+    def _store_calls(self, total: int) -> int:
+        return max(1, math.ceil(total / self._page_size))
+
+    # Incremental pass --------------------------------------------------------------------------
+
+    def _incremental(self, deadline: Deadline, started: float) -> None:
+        known = self._known
+        assert known is not None
+        result, calls = self._pass(known, deadline)
+        self._publish(result, calls, started, INCREMENTAL)
+        if (
+            self._background is None
+            and self._clock() - self._last_complete >= self._settings.reconcile_interval
+        ):
+            self._start_background(known.order, reconciling=True)
+
+    def _pass(self, known: KnownTasks, deadline: Deadline) -> tuple[PassResult, int]:
+        """One incremental pass; a rejected one is counted, distrusts what is known, and fails
+        the scrape as inconsistent (the next scrape lists everything again)."""
+        try:
+            return run_pass(
+                known,
+                lambda requests: self._client.fetch_pages(requests, deadline),
+                lambda task_ids: self._client.fetch_tasks(task_ids, deadline),
+                self._page_size,
+            )
+        except PassRejected as rejection:
+            self._known = None
+            self._reason = "fallback"
+            self._store.record_fallback(rejection.reason)
+            log.warning(
+                "incremental pass discarded, listing everything again: %s",
+                rejection,
+                extra={"reason": rejection.reason},
+            )
+            raise InconsistentListing(f"incremental pass discarded: {rejection}") from None
+
+    def _publish(self, result: PassResult, calls: int, started: float, mode: str) -> None:
+        now = self._wall_clock()
+        known = self._known = result.known
+        cutoff = now - self._series.max_finished_age
+        finished_now = [task for task in result.seen if not task.is_open]
+        self._recent = _recent_finished((*self._recent, *finished_now), cutoff, self._series.max_series)
+        tracker_pass = self._store.begin_tracking(now)
+        for task in result.seen:
+            self._store.observe(tracker_pass, task)
+        snapshot = snapshot_of_known(known, self._recent, self._series, now)
+        self._store.record_success(
+            snapshot,
+            tracker_pass,
+            self._clock() - started,
+            ListingFacts(mode=mode, reason="order_verified", order=known.order.value, calls=calls),
+        )
+
+    # Background complete listing ---------------------------------------------------------------
+
+    def _start_background(self, order: Order | None, *, reconciling: bool) -> None:
+        background = _Background(sync=None, thread=threading.Thread(), reconciling=reconciling)
+        background.thread = threading.Thread(
+            target=self._sync, args=(background, order), name="listing-sync", daemon=True
+        )
+        self._background = background
+        background.thread.start()
+
+    def _sync(self, background: _Background, order: Order | None) -> None:
+        """The background thread: probe the order when none is known, then read by age index,
+        paced to a share of the request rate, until complete or stopped."""
+        try:
+            order = order or self._probe_order()
+            sync = background.sync = SyncByAge(order, self._page_size)
+            picker = SeriesPicker(self._series, self._wall_clock())
+            pause = (
+                0.0 if self._rate_limit <= 0 else 1.0 / (self._rate_limit * self._settings.sync_rate_share)
+            )
+            while not sync.done and not self._stopping.is_set():
+                requests = sync.next_requests(self._concurrency)
+                round_started = self._clock()
+                pages = self._client.fetch_pages(requests, self._round_deadline())
+                for page in pages:
+                    for task in sync.add(page):
+                        picker.offer(task)
+                # Paced: the round's calls at the background share of the rate.
+                self._stopping.wait(max(0.0, len(requests) * pause - (self._clock() - round_started)))
+            background.calls = sync.calls
+            if sync.done:
+                background.known = sync.known()
+                background.recent = tuple(task for task in picker.picked({})[0] if not task.is_open)
+        except Exception as error:  # noqa: BLE001 - whatever ends the thread, API error or defect, is handed to the scrape that adopts it, which logs it; a thread that died silently would leave every scrape pending
+            background.error = error
+        finally:
+            background.done = True
+
+    def _round_deadline(self) -> Deadline:
+        """A background round is bounded by a deadline of its own, not by any scrape's: long
+        enough for the retries of a page, short enough that a stuck API ends the round."""
+        end = self._clock() + _BACKGROUND_ROUND_SECONDS
+        return lambda: end
+
+    def _probe_order(self) -> Order:
+        """Two calls: the first and the last page. Newest first if the first is younger."""
+        first = self._client.fetch_pages([PageRequest(0, self._page_size)], lambda: self._clock() + 60.0)[0]
+        last_offset = max(0, first.total - self._page_size)
+        last = self._client.fetch_pages(
+            [PageRequest(last_offset, self._page_size)], lambda: self._clock() + 60.0
+        )[0]
+        if not first.tasks or not last.tasks:
+            return Order.UNKNOWN
+        head, tail = first.tasks[0].created, last.tasks[-1].created
+        if head > tail:
+            return Order.NEWEST_FIRST
+        if head < tail:
+            return Order.OLDEST_FIRST
+        raise PassRejected("order_unknown", "the first and the last task were created in the same second")
+
+    def _adopt(self, background: _Background, deadline: Deadline, started: float) -> bool:
+        """Take over a finished background listing; whether it published a snapshot.
+
+        It is brought to the present by an incremental pass, and wins over the incremental state
+        where they differ (reconciliation): the difference is counted.
+        """
+        self._too_big = False
+        if background.error is not None or background.known is None:
+            error = background.error
+            reason = getattr(error, "reason", "internal")
+            log.warning("background complete listing failed: %s", error, extra={"reason": reason})
+            if isinstance(error, PassRejected):
+                self._store.record_fallback(error.reason)
+                self._order = Order.UNKNOWN
+                self._reason = "order_unknown"
+            return False
+        live = self._known
+        result, calls = self._pass(background.known, deadline)
+        if background.reconciling and live is not None:
+            try:
+                current, live_calls = self._pass(live, deadline)
+            except InconsistentListing:
+                self._store.note_reconciliation(mismatch=True)  # the incremental state was off
+            else:
+                calls += live_calls
+                if current.known.total == result.known.total:
+                    self._store.note_reconciliation(mismatch=_differ(current.known, result.known))
+        self._recent = background.recent
+        self._last_complete = self._clock()
+        self._order = result.known.order
+        self._reason = "order_verified"
+        self._publish(result, calls + background.calls, started, SYNC)
+        return True
+
+    def _pending_detail(self) -> str:
+        background = self._background
+        progress = background.sync.progress if background is not None and background.sync is not None else 0.0
+        self._store.record_sync_progress(progress)
+        return f"a complete listing is running in the background ({progress:.0%} done)"
+
+
+def _differ(live: KnownTasks, complete: KnownTasks) -> bool:
+    """Whether the incremental state and a complete listing brought to the same moment disagree:
+    counts by status, or which tasks are open and how far they are."""
+    live_open = {task_id: task for task_id, (_, task) in live.open.items()}
+    complete_open = {task_id: task for task_id, (_, task) in complete.open.items()}
+    return live.counts() != complete.counts() or live_open != complete_open
+
+
+def _recent_finished(tasks: Sequence[Task], cutoff: float, most: int) -> tuple[Task, ...]:
+    """The most recently finished tasks that still qualify for per-task series, each once."""
+    latest: dict[str, Task] = {}
+    for task in tasks:
+        if task.ended is not None and task.ended >= cutoff:
+            latest[task.task_id] = task
+    return tuple(sorted(latest.values(), key=lambda task: task.ended or 0.0, reverse=True)[:most])

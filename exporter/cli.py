@@ -25,9 +25,11 @@ from exporter.command_options import (
     wait_for_termination,
 )
 from exporter.config import (
+    LISTING_MODES,
     ApiSettings,
     Config,
     ConfigError,
+    ListingSettings,
     ScrapeSettings,
     SeriesSettings,
     WebSettings,
@@ -47,6 +49,7 @@ option = env_option(ENV_PREFIX)
 
 # The defaults shown by --help and used when an option is left out are the config's own.
 _SCRAPE, _SERIES, _WEB = ScrapeSettings(), SeriesSettings(), WebSettings()
+_LISTING = ListingSettings()
 DEFAULT_LISTEN_ADDRESS = f"{_WEB.host}:{_WEB.port}"
 
 # Old spellings from before every flag had a dotted namespace: still read, hidden from --help.
@@ -154,6 +157,21 @@ api_options = compose(
         help="List again when tasks changed while paging (each costs a listing's calls).",
     ),
     *(alias_option(ENV_PREFIX, alias) for alias in ALIASES),
+    option(
+        "--listing.mode",
+        "listing_mode",
+        type=click.Choice(LISTING_MODES),
+        default=_LISTING.mode,
+        help="auto: incremental passes once a complete listing has shown the API's order, complete "
+        "listings otherwise; incremental: fail rather than list everything when the order is unknown; "
+        "full: a complete listing every scrape.",
+    ),
+    option(
+        "--listing.reconcile-interval",
+        "reconcile_interval",
+        default=format_duration(_LISTING.reconcile_interval),
+        help="A complete listing in the background this often, to check the incremental state.",
+    ),
     option(
         "--tasks.per-task-series/--tasks.no-per-task-series",
         "series_enabled",

@@ -173,6 +173,26 @@ class ScrapeSettings:
             raise ConfigError("--scrape.timeout-offset must be shorter than --scrape.timeout")
 
 
+LISTING_MODES = ("auto", "incremental", "full")
+
+
+@dataclass(frozen=True)
+class ListingSettings:
+    """How listings are made (docs/incremental-listing.md, "Modes")."""
+
+    mode: str = "auto"  # incremental passes once the order is verified; complete listings otherwise
+    reconcile_interval: float = 6 * 3600.0  # a complete listing in the background, this often
+    sync_rate_share: float = 0.5  # of --api.rate-limit, for background complete listings
+
+    def __post_init__(self) -> None:
+        if self.mode not in LISTING_MODES:
+            raise ConfigError(f"--listing.mode: {self.mode!r} is not one of {', '.join(LISTING_MODES)}")
+        if self.reconcile_interval < 60:
+            raise ConfigError("--listing.reconcile-interval must be at least 1m")
+        if not 0 < self.sync_rate_share <= 1:
+            raise ConfigError("the background listing's share of the rate limit must be in (0, 1]")
+
+
 @dataclass(frozen=True)
 class WebSettings:
     host: str = ""
@@ -195,6 +215,7 @@ class Config:
     series: SeriesSettings = field(default_factory=SeriesSettings)
     scrape: ScrapeSettings = field(default_factory=ScrapeSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    listing: ListingSettings = field(default_factory=ListingSettings)
 
     @classmethod
     def from_options(
@@ -247,6 +268,7 @@ class Config:
             raise ConfigError("set --project-id (or VOD_EXPORTER_PROJECT_ID / HUAWEICLOUD_SDK_PROJECT_ID)")
         check_project_id(project_id)
         api, series, scrape, web = ApiSettings, SeriesSettings(), ScrapeSettings(), WebSettings()
+        listing = ListingSettings()
         host, port = parse_listen_address(given("listen_address", f"{web.host}:{web.port}"))
         buckets = given("duration_buckets")
         return cls(
@@ -282,4 +304,10 @@ class Config:
                 drift_retries=given("drift_retries", scrape.drift_retries),
             ),
             web=WebSettings(host=host, port=port, telemetry_path=given("telemetry_path", web.telemetry_path)),
+            listing=ListingSettings(
+                mode=given("listing_mode", listing.mode),
+                reconcile_interval=duration(
+                    "reconcile_interval", "--listing.reconcile-interval", listing.reconcile_interval
+                ),
+            ),
         )

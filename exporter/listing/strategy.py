@@ -293,11 +293,11 @@ class ListingStrategy:
 
     def _probe_order(self) -> Order:
         """Two calls: the first and the last page. Newest first if the first is younger."""
-        first = self._client.fetch_pages([PageRequest(0, self._page_size)], lambda: self._clock() + 60.0)[0]
+        (first,) = self._client.fetch_pages([PageRequest(0, self._page_size)], self._round_deadline())
         last_offset = max(0, first.total - self._page_size)
-        last = self._client.fetch_pages(
-            [PageRequest(last_offset, self._page_size)], lambda: self._clock() + 60.0
-        )[0]
+        (last,) = self._client.fetch_pages(
+            [PageRequest(last_offset, self._page_size)], self._round_deadline()
+        )
         if not first.tasks or not last.tasks:
             return Order.UNKNOWN
         head, tail = first.tasks[0].created, last.tasks[-1].created

@@ -43,6 +43,21 @@ SCRAPE_ERROR_REASONS = (
 )
 
 
+# The checks that can discard an incremental pass (docs/incremental-listing.md, "Metrics"), all
+# exported from the start.
+FALLBACK_REASONS = (
+    "removed",
+    "anchor_moved",
+    "young_end",
+    "open_task_missing",
+    "task_deleted",
+    "duplicate",
+    "status_reverted",
+    "order_changed",
+    "order_unknown",
+)
+
+
 class VodCollector(Collector):
     def __init__(
         self,
@@ -64,6 +79,7 @@ class VodCollector(Collector):
         view = self._view()
         families.fill_health(view, self._api_stats)
         families.fill_events(view)
+        families.fill_listing(view)
         if view.snapshot is not None:
             families.fill_snapshot(view)
             families.fill_tasks(view, now=view.snapshot.taken_at)
@@ -157,6 +173,38 @@ class _Families:
             "(bounded by --tasks.tracker-retention).",
             p,
         )
+        self.listing_mode = _gauge(
+            "listing_mode",
+            "1 for how the last published listing was made: full (complete), incremental, or sync "
+            "(a complete listing in the background); reason says why.",
+            ("project_id", "mode", "reason"),
+        )
+        self.listing_order = _gauge(
+            "listing_order",
+            "1 for the API's listing order as last learned: newest_first, oldest_first or unknown.",
+            ("project_id", "order"),
+        )
+        self.listing_calls = _gauge("listing_calls", "API calls the last published listing made.", p)
+        self.listing_fallbacks = CounterMetricFamily(
+            PREFIX + "listing_fallbacks",
+            "Incremental passes discarded for a complete listing, by the check that failed.",
+            labels=("project_id", "reason"),
+        )
+        self.sync_progress = _gauge(
+            "listing_sync_progress_ratio",
+            "Share of the tasks a running background complete listing has read.",
+            p,
+        )
+        self.reconciliations = CounterMetricFamily(
+            PREFIX + "listing_reconciliations",
+            "Background complete listings compared with the incremental state.",
+            labels=p,
+        )
+        self.reconciliation_mismatches = CounterMetricFamily(
+            PREFIX + "listing_reconciliation_mismatches",
+            "Reconciliations that disagreed with the incremental state (the complete listing won).",
+            labels=p,
+        )
         self.finished_duration = HistogramMetricFamily(
             PREFIX + "editing_finished_task_duration_seconds",
             "end_time - create_time of the tasks counted in editing_tasks_finished_total.",
@@ -184,6 +232,19 @@ class _Families:
             self.requests.add_metric([operation, code], count)
         for operation, histogram in sorted(api_stats.latencies().items()):
             self.latency.add_metric([operation], *_cumulative(histogram))
+
+    def fill_listing(self, view: StoreView) -> None:
+        p, listing = [view.project_id], view.listing
+        if listing.last is not None:
+            self.listing_mode.add_metric([view.project_id, listing.last.mode, listing.last.reason], 1)
+            self.listing_order.add_metric([view.project_id, listing.last.order], 1)
+            self.listing_calls.add_metric(p, listing.last.calls)
+        for reason in _with_extra(FALLBACK_REASONS, listing.fallbacks):
+            self.listing_fallbacks.add_metric([view.project_id, reason], listing.fallbacks.get(reason, 0))
+        if listing.sync_progress is not None:
+            self.sync_progress.add_metric(p, listing.sync_progress)
+        self.reconciliations.add_metric(p, listing.reconciliations)
+        self.reconciliation_mismatches.add_metric(p, listing.reconciliation_mismatches)
 
     def fill_events(self, view: StoreView) -> None:
         self.created_total.add_metric([view.project_id], view.created_total)

@@ -87,6 +87,7 @@ class ListingStrategy:
         drift_retries: int = 1,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        pace: Callable[[float], object] | None = None,
     ) -> None:
         self._client = client
         self._store = store
@@ -106,6 +107,8 @@ class ListingStrategy:
         self._last_complete = clock()
         self._background: _Background | None = None
         self._stopping = threading.Event()
+        # How the background listing waits between rounds; returns at once when stopping.
+        self._pace = pace or self._stopping.wait
 
     def run(self, deadline: Deadline) -> None:
         """One listing for the scrapes waiting; its result goes to the store.
@@ -275,7 +278,7 @@ class ListingStrategy:
                     for task in sync.add(page):
                         picker.offer(task)
                 # Paced: the round's calls at the background share of the rate.
-                self._stopping.wait(max(0.0, len(requests) * pause - (self._clock() - round_started)))
+                self._pace(max(0.0, len(requests) * pause - (self._clock() - round_started)))
             background.calls = sync.calls
             if sync.done:
                 background.known = sync.known()

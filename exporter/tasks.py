@@ -162,6 +162,14 @@ def _check_text(value: str, field: str, max_length: int) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class PageRequest:
+    """A page to ask for: ``offset`` and ``limit`` as the API takes them."""
+
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     offset: int
     total: int

@@ -9,8 +9,7 @@ from collections.abc import Callable, Generator, Sequence
 
 from exporter.known import KnownTasks, Order
 from exporter.listing.complete import KnownTasksBuilder
-from exporter.listing.incremental import PageRequest
-from exporter.tasks import FAILED, PROCESSING, SUCCEED, WAITING, Page, Task
+from exporter.tasks import FAILED, PROCESSING, SUCCEED, WAITING, Page, PageRequest, Task
 
 T0 = 1_800_000_000.0
 

@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -35,7 +35,7 @@ from exporter.cloud.errors import (
 )
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import ApiSettings
-from exporter.tasks import InvalidPage, Page, parse_page
+from exporter.tasks import InvalidPage, Page, PageRequest, parse_page
 from exporter.timestamps import TimestampMemo
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,39 @@ class VodClient:
             for future in pending:
                 future.cancel()
 
+    def fetch_pages(self, requests: Sequence[PageRequest], deadline: float) -> list[Page]:
+        """The pages asked for (any offset, any limit up to the page size), fetched at most
+        ``concurrency`` at a time under the rate limit; in the order asked."""
+        answers = self._fetch_all([(request.offset, request.limit, None) for request in requests], deadline)
+        return [answer.parse(self._times.parse) for answer in answers]
+
+    def fetch_tasks(self, task_ids: Sequence[str], deadline: float) -> dict[str, Page]:
+        """Each task asked for by ``task_id``: a page of it alone, or an empty one (total 0) for a
+        task the API no longer has."""
+        answers = self._fetch_all([(0, None, task_id) for task_id in task_ids], deadline)
+        return {
+            task_id: answer.parse(self._times.parse)
+            for task_id, answer in zip(task_ids, answers, strict=True)
+        }
+
+    def _fetch_all(
+        self, queries: Sequence[tuple[int, int | None, str | None]], deadline: float
+    ) -> list[_Answer]:
+        abandoned = threading.Event()
+        futures = [
+            self._pool.submit(self._fetch_page, offset, deadline, abandoned, limit=limit, task_id=task_id)
+            for offset, limit, task_id in queries
+        ]
+        try:
+            pending = set(futures)
+            while pending:
+                self._collect(pending, deadline)  # re-raises the first error
+            return [future.result() for future in futures]
+        finally:
+            abandoned.set()
+            for future in futures:
+                future.cancel()
+
     def _top_up(
         self,
         pending: set[Future[_Answer]],
@@ -129,11 +162,19 @@ class VodClient:
         pending.difference_update(done)
         return [future.result() for future in done]  # re-raises a page's error
 
-    def _fetch_page(self, offset: int, deadline: float, abandoned: threading.Event) -> _Answer:
+    def _fetch_page(
+        self,
+        offset: int,
+        deadline: float,
+        abandoned: threading.Event,
+        *,
+        limit: int | None = None,
+        task_id: str | None = None,
+    ) -> _Answer:
         attempt = 0
         while True:
             try:
-                return self._request_page(offset, deadline, abandoned)
+                return self._request_page(offset, deadline, abandoned, limit=limit, task_id=task_id)
             except SlowedDown:
                 raise
             except ApiError as error:
@@ -158,14 +199,26 @@ class VodClient:
         ceiling: float = min(self._settings.backoff_max, self._settings.backoff_base * 2.0**attempt)
         return ceiling * (0.5 + 0.5 * self._jitter())
 
-    def _request_page(self, offset: int, deadline: float, abandoned: threading.Event) -> _Answer:
+    def _request_page(
+        self,
+        offset: int,
+        deadline: float,
+        abandoned: threading.Event,
+        *,
+        limit: int | None = None,
+        task_id: str | None = None,
+    ) -> _Answer:
         if deadline - self._clock() <= 0:
             raise _past_deadline()
         self._limiter.acquire(deadline, abandoned)
         remaining = deadline - self._clock()
         if remaining <= 0 or abandoned.is_set():
             raise _past_deadline()
-        params = {"offset": str(offset), "limit": str(self._settings.page_size)}
+        params = (
+            {"offset": str(offset), "limit": str(limit or self._settings.page_size)}
+            if task_id is None
+            else {"task_id": task_id}
+        )
         timeout = min(self._settings.request_timeout, remaining)
         try:
             with self._http.stream("GET", self._url, params=params, timeout=timeout) as response:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.known import HeadEntry, KnownTasks, Order, age_index, head_entry, offset_of
-from exporter.tasks import Page, Task
+from exporter.tasks import Page, PageRequest, Task
 
 # Ages kept as the next pass's anchor: the youngest tie group and what else the pass read, up to
 # a few pages; more anchors make a moved task likelier to be seen at once.
@@ -30,12 +30,6 @@ class PassRejected(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class PageRequest:
-    offset: int
-    limit: int
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from exporter.config import ListingSettings, SeriesSettings
 from exporter.failures import InconsistentListing, ListingFailed
 from exporter.known import KnownTasks, Order
 from exporter.listing.complete import KnownTasksBuilder
-from exporter.listing.incremental import PageRequest, PassRejected, PassResult, run_pass
+from exporter.listing.incremental import PassRejected, PassResult, run_pass
 from exporter.listing.sync import SyncByAge
 from exporter.store import ListingFacts, SeriesPicker, TaskStore, snapshot_of_known
-from exporter.tasks import Page, Task
+from exporter.tasks import Page, PageRequest, Task
 
 log = logging.getLogger(__name__)
 

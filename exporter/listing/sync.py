@@ -18,8 +18,8 @@ from array import array
 from dataclasses import dataclass
 
 from exporter.known import HeadEntry, KnownTasks, Order, age_index, head_entry, offset_of
-from exporter.listing.incremental import PageRequest, PassRejected
-from exporter.tasks import Page, StatusCounts, Task
+from exporter.listing.incremental import PassRejected
+from exporter.tasks import Page, PageRequest, StatusCounts, Task
 
 _HEAD_AGES = 300  # the youngest ages kept as the anchor, as an incremental pass keeps them
 _MALFORMED = 1  # the hash stored for a malformed record (real hashes are folded away from 0 and 1)

@@ -27,6 +27,7 @@ from exporter.cloud.errors import (
 )
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import ApiSettings
+from exporter.tasks import PageRequest
 from tests.conftest import TASKS_URL, body, error_body, record
 
 
@@ -337,3 +338,55 @@ def test_our_own_slowed_limit_is_neither_retried_nor_a_reason_to_slow_down(api_s
             list(client.iter_pages(time.monotonic() + 0.5))
     assert route.call_count == 1  # the retry found no slot before the deadline
     assert limiter.rate == 0.5  # halved once, for the one 429 the API sent
+
+
+def test_fetch_pages_asks_for_exactly_the_pages_given(api_settings: ApiSettings) -> None:
+    client, stats = make_client(api_settings)
+    seen: list[tuple[str, str]] = []
+
+    def page(request: httpx.Request) -> httpx.Response:
+        offset, limit = request.url.params["offset"], request.url.params["limit"]
+        seen.append((offset, limit))
+        return httpx.Response(200, content=body([record(int(offset))], total=5000))
+
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).mock(side_effect=page)
+        pages = client.fetch_pages([PageRequest(4900, 100), PageRequest(37, 12)], far_deadline())
+    assert [p.offset for p in pages] == [4900, 37]
+    assert sorted(seen) == [("37", "12"), ("4900", "100")]
+    assert sum(stats.requests().values()) == 2
+    client.close()
+
+
+def test_fetch_tasks_asks_by_id_and_tells_a_deleted_task(api_settings: ApiSettings) -> None:
+    client, _ = make_client(api_settings)
+
+    def by_id(request: httpx.Request) -> httpx.Response:
+        task_id = request.url.params["task_id"]
+        assert "offset" not in request.url.params
+        found = [record(1, task_id=task_id)] if task_id == "alive" else []
+        return httpx.Response(200, content=body(found, total=len(found)))
+
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).mock(side_effect=by_id)
+        answers = client.fetch_tasks(["alive", "gone"], far_deadline())
+    assert [t.task_id for t in answers["alive"].tasks] == ["alive"] and answers["alive"].total == 1
+    assert answers["gone"].total == 0 and not answers["gone"].tasks
+    client.close()
+
+
+def test_one_failed_page_fails_the_fetch(api_settings: ApiSettings) -> None:
+    client, _ = make_client(api_settings)
+
+    def page(request: httpx.Request) -> httpx.Response:
+        if request.url.params["offset"] == "100":
+            return httpx.Response(403, content=error_body("APIGW.0302", "no permission"))
+        return httpx.Response(200, content=body([record(1)], total=300))
+
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).mock(side_effect=page)
+        with pytest.raises(AuthError):
+            client.fetch_pages(
+                [PageRequest(0, 100), PageRequest(100, 100), PageRequest(200, 100)], far_deadline()
+            )
+    client.close()

@@ -194,3 +194,15 @@ def test_targets_not_measured_are_neither_met_nor_missed() -> None:
     outcomes = _targets(wall=0.6, calls=100)
     assert outcomes["≥"].met is None  # no baseline in this run
     assert outcomes["`vod-exporter"].met is None
+
+
+def test_simulator_world_benchmark_reports_every_figure() -> None:
+    from benchmarks import simulator_world
+
+    figures = simulator_world.measure(3000, scrapes=3, repeat=2)
+    assert figures["tasks"] == 3000 and figures["build_seconds"] > 0
+    assert set(figures["pages"]) == {"newest-first", "oldest-first", "unordered"}
+    assert all(value > 0 for page in figures["pages"].values() for value in page.values())
+    assert figures["find_ms"] > 0 and figures["truth_ms_median"] > 0
+    assert figures["open_tasks_median"] >= 3  # the stuck tasks at least
+    assert "| 3,000 |" in simulator_world._table([figures])

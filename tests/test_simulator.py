@@ -17,8 +17,10 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Generator, Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from exporter.cloud import signing
 from exporter.config import ConfigError
 from exporter.simulator import FaultSettings, IamUser, Simulator, World, WorldSettings
 from exporter.simulator.command import build_simulator, simulate
+from exporter.simulator.world import NEWEST_FIRST, OLDEST_FIRST, ORDERS, UNORDERED
 from exporter.tasks import (
     CANCEL,
     FAILED,
@@ -41,6 +44,7 @@ from exporter.tasks import (
     SUCCEED,
     WAITING,
     InvalidTask,
+    Task,
     parse_task,
 )
 from tests.conftest import PROJECT, FakeClock
@@ -238,6 +242,198 @@ def test_added_task_is_newest_and_counts() -> None:
     assert world.tasks(START + 5)[0].created == START + 5
 
 
+# --- orders, ids, bursts, stuck, purged and deleted tasks ----------------------------------------
+
+
+def brute_counts(tasks: list[Task]) -> dict[str, int]:
+    counted = Counter(task.status for task in tasks)
+    return {status: counted.get(status, 0) for status in KNOWN_STATUSES}
+
+
+def test_newest_first_breaks_create_time_ties_by_latest_created_first() -> None:
+    world = World(WorldSettings(tasks=3000, seed=4, burst_size=6, history=3600), start=START)
+    records = world.records(START)
+    keys = [(task.created, task.serial) for task in records]
+    assert keys == sorted(keys, reverse=True) and len(set(keys)) == 3000
+    seconds = Counter(task.created for task in records)
+    assert max(seconds.values()) >= 6  # bursts share a second, so ties are common
+
+
+def test_oldest_first_is_the_exact_reverse_of_newest_first() -> None:
+    settings = WorldSettings(tasks=800, seed=5, burst_size=4, arrival_rate=2)
+    newest = World(settings, start=START).tasks(START + 300)
+    oldest = World(replace(settings, order=OLDEST_FIRST), start=START).tasks(START + 300)
+    assert oldest == newest[::-1]
+
+
+def test_unordered_is_stable_by_task_id_group_and_not_by_create_time() -> None:
+    world = World(WorldSettings(tasks=2000, seed=6, order=UNORDERED, arrival_rate=1), start=START)
+    records = world.records(START)
+    created = [task.created for task in records]
+    assert created != sorted(created) and created != sorted(created, reverse=True)
+    groups = [task.task_id[:2] for task in records]
+    assert groups == sorted(groups)  # grouped by the id's first two hex digits, 00 to ff
+    for group in set(groups):
+        members = [task.serial for task in records if task.task_id[:2] == group]
+        assert members == sorted(members)  # oldest first within a group
+    assert [t.task_id for t in world.records(START)] == [t.task_id for t in records]  # stable
+    # New tasks land all through the listing, not at one end.
+    later = [task.task_id for task in world.records(START + 200)]
+    new = {task.task_id for task in world.records(START + 200)} - {task.task_id for task in records}
+    places = sorted(later.index(task_id) for task_id in new)
+    assert len(new) > 100 and places[0] < len(later) // 4 and places[-1] > 3 * len(later) // 4
+
+
+def test_the_order_can_change_mid_run() -> None:
+    world = World(WorldSettings(tasks=500, seed=7), start=START)
+    newest = world.tasks(START)
+    world.set_order(OLDEST_FIRST)
+    assert world.order == OLDEST_FIRST and world.tasks(START) == newest[::-1]
+    world.set_order(UNORDERED)
+    shuffled = world.tasks(START)
+    assert sorted(shuffled, key=lambda t: t.task_id) == sorted(newest, key=lambda t: t.task_id)
+    assert shuffled not in (newest, newest[::-1])
+    with pytest.raises(ConfigError, match="--order"):
+        world.set_order("sideways")
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_pages_and_positions_agree_with_the_whole_listing(order: str) -> None:
+    world = World(WorldSettings(tasks=1234, seed=8, order=order, arrival_rate=1), start=START)
+    at = START + 100
+    everything = world.records(at)
+    before = len(everything)
+    world.delete_task(everything[5].task_id, at)
+    world.delete_task(everything[700].task_id, at)
+    everything = world.records(at)
+    assert len(everything) == world.total(at) == before - 2
+    for offset in (0, 1, 99, 617, len(everything) - 100, len(everything) - 1):
+        total, page = world.page(offset, 100, at)
+        assert total == len(everything)
+        assert [t.task_id for t in page] == [t.task_id for t in everything[offset : offset + 100]]
+    for index in (0, 5, 6, 699, 700, len(everything) - 1):
+        assert world.position(everything[index].task_id, at) == index
+
+
+def test_task_ids_decode_to_their_task_and_nothing_else() -> None:
+    world = World(WorldSettings(tasks=2000, seed=9, arrival_rate=1), start=START)
+    at = START + 50
+    for task in world.records(at):
+        found = world.find(task.task_id, at)
+        assert found is not None and found.as_task(at) == task.as_task(at)
+    some = world.records(at)[17].task_id
+    strangers = ["0" * 32, some.upper(), some[:31], some + "0", "0x" + some[2:], "+" + some[1:], "", "ü" * 32]
+    assert all(world.find(task_id, at) is None for task_id in strangers)
+    newest = world.records(at)[0]
+    assert world.find(newest.task_id, newest.created - 1) is None  # not created yet then
+
+
+def test_arrivals_come_in_bursts_sharing_a_second_at_the_configured_rate() -> None:
+    world = World(WorldSettings(tasks=0, seed=10, arrival_rate=1.8, burst_size=4), start=START)
+    arrivals = world.records(START + 3600)
+    assert 0.8 * 1.8 * 3600 < len(arrivals) < 1.2 * 1.8 * 3600
+    bursts = Counter(task.created for task in arrivals)
+    assert 3 < len(arrivals) / len(bursts) < 5
+    assert all(START < task.created <= START + 3600 for task in arrivals)
+    assert world.total(START) == 0
+
+
+def test_stuck_tasks_stay_processing_deep_in_the_history() -> None:
+    settings = WorldSettings(tasks=3000, seed=11, history=3 * 86400, stuck_tasks=3)
+    world = World(settings, start=START)
+    two_days = START + 2 * 86400
+    stuck = world.open_tasks(two_days)
+    assert len(stuck) == 3 and all(task.status == PROCESSING for task in stuck)
+    assert all(task.created < START - 3600 for task in stuck)
+    positions = sorted(world.position(task.task_id, two_days) or 0 for task in stuck)
+    assert positions[0] > 300  # deep in the listing, not among the newest
+    earlier = {task.task_id: task.progress for task in world.open_tasks(START)}
+    assert all(earlier[task.task_id] < task.progress <= 99 for task in stuck)
+    assert [task.status for task in world.open_tasks(START + 100 * 86400)] == [PROCESSING] * 3
+
+
+def test_stuck_tasks_can_succeed_at_a_set_time() -> None:
+    settings = WorldSettings(tasks=500, seed=12, history=86400, stuck_tasks=2, stuck_ends_after=7200)
+    world = World(settings, start=START)
+    assert len(world.open_tasks(START + 7199)) == 2
+    assert world.open_tasks(START + 7200) == []
+    ended = world.finished_between(START + 7199, START + 7200)
+    assert [(t.status, t.progress, t.ended) for t in ended] == [(SUCCEED, 100, START + 7200)] * 2
+
+
+def test_purged_tasks_leave_the_listing_and_total_falls() -> None:
+    world = World(WorldSettings(tasks=3600, seed=13, history=3600, purge_after=1800), start=START)
+    first = world.records(START)
+    assert 1600 < len(first) < 2000 and all(task.created >= START - 1800 for task in first)
+    oldest = first[-1]
+    assert world.find(oldest.task_id, START) is not None
+    later = START + 600
+    assert world.total(later) < len(first) - 400
+    assert world.find(oldest.task_id, later) is None
+    assert world.position(oldest.task_id, later) is None
+    assert brute_counts(world.tasks(later)) == world.counts(later)
+    assert world.total(START + 1801) == 0
+
+
+def test_a_deleted_task_is_gone_from_then_on() -> None:
+    world = World(WorldSettings(tasks=300, seed=14), start=START)
+    victim = world.records(START)[120]
+    assert world.delete_task(victim.task_id, START + 10)
+    assert not world.delete_task(victim.task_id, START + 20)  # already gone
+    assert not world.delete_task("f" * 32, START + 20)
+    assert world.total(START + 10) == 299 and world.total(START + 9) == 300
+    assert world.find(victim.task_id, START + 10) is None
+    assert world.find(victim.task_id, START + 9) is not None
+    assert victim.task_id not in {task.task_id for task in world.records(START + 10)}
+    assert brute_counts(world.tasks(START + 10)) == world.counts(START + 10)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_fast_ground_truth_matches_the_whole_listing(order: str) -> None:
+    settings = WorldSettings(
+        tasks=3000,
+        seed=15,
+        order=order,
+        arrival_rate=1.8,
+        burst_size=3,
+        history=6 * 3600,
+        stuck_tasks=3,
+        purge_after=5 * 3600,
+    )
+    world = World(settings, start=START)
+    world.delete_task(world.records(START)[10].task_id, START + 30)
+    for at in (START - 1000, START, START + 15, START + 30.5, START + 900, START + 4000):
+        everything = world.tasks(at)
+        assert world.total(at) == len(everything)
+        assert world.counts(at) == brute_counts(everything)
+        open_now = sorted(
+            (t for t in everything if t.status not in FINISHED_STATUSES), key=lambda t: t.task_id
+        )
+        assert sorted(world.open_tasks(at), key=lambda t: t.task_id) == open_now
+    before, after = START + 900, START + 4000
+    ended = {t.task_id for t in world.tasks(after) if t.ended is not None and before < t.ended <= after}
+    assert {t.task_id for t in world.finished_between(before, after)} == ended
+
+
+def test_same_seed_same_bursts_stuck_tasks_and_orders() -> None:
+    settings = WorldSettings(tasks=500, seed=16, arrival_rate=2, burst_size=5, stuck_tasks=2, order=UNORDERED)
+    first, second = World(settings, start=START), World(settings, start=START)
+    assert first.tasks(START + 500) == second.tasks(START + 500)
+    other = World(replace(settings, seed=17), start=START)
+    assert first.tasks(START + 500) != other.tasks(START + 500)
+
+
+def test_a_big_history_is_held_in_columns_not_objects() -> None:
+    tracemalloc.start()
+    try:
+        world = World(WorldSettings(tasks=50_000, seed=18, burst_size=3), start=START)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert world.total(START) == 50_000
+    assert held / 50_000 < 40  # bytes per task; an object per task costs hundreds
+
+
 @pytest.mark.parametrize(
     "settings",
     [
@@ -246,6 +442,11 @@ def test_added_task_is_newest_and_counts() -> None:
         {"succeed_share": 0, "failed_share": 0, "cancel_share": 0},
         {"duration_median": 0},
         {"failed_share": -1},
+        {"order": "sideways"},
+        {"burst_size": 0.5},
+        {"stuck_tasks": 11, "tasks": 10},
+        {"stuck_ends_after": -1},
+        {"purge_after": float("inf")},
     ],
 )
 def test_impossible_world_settings_are_refused(settings: dict[str, Any]) -> None:
@@ -378,6 +579,86 @@ def test_keep_alive_serves_many_requests_on_one_connection(sim: Simulator, clock
         sockets.append(connection.sock)
     connection.close()
     assert all(s is sockets[0] for s in sockets)
+
+
+def start_world(clock: FakeClock, **settings: Any) -> Simulator:
+    world = WorldSettings(**settings)
+    return Simulator(project_id=PROJECT, world_settings=world, access_key=AK, secret_key=SK, clock=clock)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_every_order_pages_through_every_task_once(order: str, clock: FakeClock) -> None:
+    with (
+        start_world(clock, tasks=450, seed=31, order=order, burst_size=5) as sim,
+        httpx.Client(base_url=sim.url, auth=Signed(clock=clock)) as c,
+    ):
+        records = [parse_task(r) for r in list_all(c)]
+        assert records == sim.world.tasks()
+        created = [task.created for task in records]
+        if order == NEWEST_FIRST:
+            assert created == sorted(created, reverse=True)
+        elif order == OLDEST_FIRST:
+            assert created == sorted(created)
+        else:
+            assert created not in (sorted(created), sorted(created, reverse=True))
+        assert len({task.task_id for task in records}) == 450
+
+
+def test_the_order_breaks_mid_run_over_http(sim: Simulator, client: httpx.Client) -> None:
+    head = list_page(client, limit=5)["tasks"]
+    sim.world.set_order(OLDEST_FIRST)
+    first = [parse_task(r) for r in list_page(client, limit=5)["tasks"]]
+    assert first == sim.world.tasks()[:5] and first[0].created <= first[-1].created
+    assert list_page(client, offset=232, limit=5)["tasks"] == head[::-1]
+
+
+def test_task_id_query_of_a_deleted_or_purged_task_is_empty(clock: FakeClock) -> None:
+    with (
+        start_world(clock, tasks=600, seed=32, history=3600, purge_after=3000, stuck_tasks=1) as sim,
+        httpx.Client(base_url=sim.url, auth=Signed(clock=clock)) as c,
+    ):
+        records = list_all(c)
+        deep, victim = records[-1], records[300]
+        assert list_page(c, task_id=deep["task_id"]) == {"total": 1, "tasks": [deep]}
+        assert sim.world.delete_task(victim["task_id"])
+        assert list_page(c, task_id=victim["task_id"]) == {"total": 0, "tasks": []}
+        assert list_page(c)["total"] == len(records) - 1
+        clock.sleep(600)  # the oldest tasks pass the purge age
+        assert list_page(c, task_id=deep["task_id"]) == {"total": 0, "tasks": []}
+        assert list_page(c)["total"] == sim.world.total() < len(records) - 50
+
+
+def test_stuck_task_is_found_by_id_days_later(clock: FakeClock) -> None:
+    with (
+        start_world(clock, tasks=1000, seed=33, history=86400, stuck_tasks=2) as sim,
+        httpx.Client(base_url=sim.url, auth=Signed(clock=clock)) as c,
+    ):
+        stuck = sim.world.open_tasks(START + 3 * 86400)
+        assert len(stuck) == 2
+        clock.sleep(3 * 86400)
+        for task in stuck:
+            page = list_page(c, task_id=task.task_id)
+            assert page["total"] == 1 and parse_task(page["tasks"][0]) == task
+            assert task.status == PROCESSING and "end_time" not in page["tasks"][0]
+
+
+def test_world_clock_steps_simulated_time_while_requests_sign_with_real_time() -> None:
+    world_clock = FakeClock(START)
+    settings = WorldSettings(tasks=100, seed=34, arrival_rate=1.8, burst_size=3)
+    with (
+        Simulator(
+            project_id=PROJECT, world_settings=settings, access_key=AK, secret_key=SK, world_clock=world_clock
+        ) as sim,
+        httpx.Client(base_url=sim.url, auth=Signed()) as c,  # dated by the real clock
+    ):
+        assert list_page(c)["total"] == 100
+        for _ in range(4):
+            world_clock.sleep(15)  # a scrape every 15 s of simulated time
+            page = list_page(c, limit=100)
+            assert page["total"] == sim.world.total() == len(sim.world.tasks())
+            truth = sim.world.counts()
+            assert sum(truth.values()) == page["total"]
+        assert sim.world.total() > 100 and sim.world.now() == START + 60
 
 
 # --- authentication --------------------------------------------------------------------------------
@@ -689,6 +970,29 @@ def test_build_simulator_takes_secrets_from_the_environment() -> None:
     assert token.token
 
 
+def test_build_simulator_takes_the_order_bursts_stuck_and_purge_options() -> None:
+    chosen = options(
+        tasks=40,
+        order=UNORDERED,
+        burst_size=3.5,
+        stuck_tasks=2,
+        stuck_ends_after=3600.0,
+        purge_after=86400.0,
+    )
+    settings = build_simulator(chosen, KEYS).world.settings
+    assert (settings.order, settings.burst_size, settings.stuck_tasks) == (UNORDERED, 3.5, 2)
+    assert (settings.stuck_ends_after, settings.purge_after) == (3600.0, 86400.0)
+    with pytest.raises(ConfigError, match="--stuck-tasks"):
+        build_simulator(options(tasks=1, stuck_tasks=2), KEYS)
+
+
+def test_simulate_parses_the_new_options_as_documented() -> None:
+    args = ["--project-id", PROJECT, "--order", "oldest-first", "--purge-after", "2h", "--burst-size", "4"]
+    params = simulate.make_context("simulate", args).params
+    assert (params["order"], params["purge_after"], params["burst_size"]) == (OLDEST_FIRST, 7200.0, 4.0)
+    assert (params["stuck_tasks"], params["stuck_ends_after"]) == (0, 0.0)
+
+
 @pytest.mark.parametrize(
     ("env", "overrides", "message"),
     [
@@ -717,6 +1021,10 @@ def test_build_simulator_refuses_bad_configuration(
         ["--latency", "5 parsecs"],
         ["--drift", "-1"],
         ["--tasks", "many"],
+        ["--order", "sideways"],
+        ["--burst-size", "0.5"],
+        ["--stuck-tasks", "-1"],
+        ["--purge-after", "soon"],
     ],
 )
 def test_simulate_refuses_bad_options_with_exit_2(args: list[str]) -> None:

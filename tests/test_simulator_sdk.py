@@ -85,6 +85,17 @@ def test_the_sdk_gets_one_task_by_id(sim: Simulator) -> None:
     assert response.tasks[0].status == wanted.status
 
 
+def test_the_sdk_gets_nothing_for_an_unknown_or_deleted_task_id(sim: Simulator) -> None:
+    client = vod_client(sim)
+    unknown = client.list_asset_edit_task(ListAssetEditTaskRequest(task_id="0" * 32))
+    assert (unknown.total, unknown.tasks) == (0, [])
+    deep = sim.world.tasks()[300]
+    assert sim.world.delete_task(deep.task_id)
+    deleted = client.list_asset_edit_task(ListAssetEditTaskRequest(task_id=deep.task_id))
+    assert (deleted.total, deleted.tasks) == (0, [])
+    assert sim.requests.count("tasks", 200) == 2
+
+
 def test_a_limit_over_100_reaches_the_sdk_as_vod_10053(sim: Simulator) -> None:
     with pytest.raises(ClientRequestException) as caught:
         vod_client(sim).list_asset_edit_task(ListAssetEditTaskRequest(limit=1000))

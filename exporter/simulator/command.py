@@ -20,7 +20,7 @@ from exporter.logs import FORMATS, LEVELS, configure_logging
 from exporter.simulator.faults import FaultSettings
 from exporter.simulator.identity import IamUser
 from exporter.simulator.server import Simulator
-from exporter.simulator.world import WorldSettings
+from exporter.simulator.world import ORDERS, WorldSettings
 
 log = logging.getLogger("exporter.simulator")
 
@@ -61,6 +61,41 @@ SHARE = click.FloatRange(0.0, 1.0)
 )
 @option("--duration-sigma", "duration_sigma", type=float, default=0.8, help="Spread of the processing time.")
 @option("--history", "history", callback=duration, default="1h", help="Start tasks span this.")
+@option(
+    "--order",
+    "order",
+    type=click.Choice(ORDERS),
+    default=ORDERS[0],
+    help="Listing order; ties on create_time by creation (unordered: by task id group).",
+)
+@option(
+    "--burst-size",
+    "burst_size",
+    type=click.FloatRange(1.0, 10_000.0),
+    default=1.0,
+    help="Mean tasks created in the same second (history and arrivals).",
+)
+@option(
+    "--stuck-tasks",
+    "stuck_tasks",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Tasks of the history stuck in PROCESSING, spread through it.",
+)
+@option(
+    "--stuck-ends-after",
+    "stuck_ends_after",
+    callback=duration,
+    default="0s",
+    help="When stuck tasks succeed, after start (0s: never).",
+)
+@option(
+    "--purge-after",
+    "purge_after",
+    callback=duration,
+    default="0s",
+    help="Tasks older than this are gone, so total falls (0s: never).",
+)
 @option("--frozen", "frozen", is_flag=True, help="Stop the clock: every listing returns the same data.")
 @option("--token-lifetime", "token_lifetime", callback=duration, default="24h", help="Token validity.")
 @option(
@@ -129,6 +164,11 @@ def build_simulator(options: dict[str, Any], environ: Mapping[str, str]) -> Simu
         duration_sigma=options["duration_sigma"],
         history=options["history"],
         frozen=options["frozen"],
+        order=options["order"],
+        burst_size=options["burst_size"],
+        stuck_tasks=options["stuck_tasks"],
+        stuck_ends_after=options["stuck_ends_after"],
+        purge_after=options["purge_after"],
     )
     faults = FaultSettings(
         latency=options["latency"],

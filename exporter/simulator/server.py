@@ -6,7 +6,8 @@ so Nagle's algorithm and delayed ACKs cannot add 40 ms to each answer.
 
     with Simulator(project_id="p1", access_key=ak, secret_key=sk) as sim:
         sim.url                      # http://127.0.0.1:PORT, VOD and IAM alike
-        sim.world.counts()           # ground truth
+        sim.world.counts()           # ground truth: also total(), open_tasks(), find(task_id)
+        sim.world.set_order("oldest-first")  # or delete_task(task_id), add_task()
         sim.faults = FaultSettings(error_rate=0.5)
         sim.requests.count("tasks", 401)
 """
@@ -144,7 +145,12 @@ class _HttpServer(ThreadingHTTPServer):
 
 
 class Simulator:
-    """The simulated VOD API (and its IAM token endpoint), on ``host:port`` (0: a free port)."""
+    """The simulated VOD API (and its IAM token endpoint), on ``host:port`` (0: a free port).
+
+    ``clock`` dates what the gateway checks: signatures (15 minutes of skew), token expiry and
+    the request rate. ``world_clock``, when given, is the tasks' time alone, so a benchmark can
+    step simulated time ("a scrape every 15 s") while clients sign with the real time.
+    """
 
     def __init__(
         self,
@@ -158,6 +164,7 @@ class Simulator:
         token_lifetime: float = DEFAULT_TOKEN_LIFETIME,
         lockout_after: int = 5,
         clock: Callable[[], float] = time.time,
+        world_clock: Callable[[], float] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -165,7 +172,8 @@ class Simulator:
             raise ValueError("give both access_key and secret_key, or neither")
         settings = world_settings or WorldSettings()
         self.project_id = project_id
-        self.world = World(settings, start=clock(), clock=clock)
+        world_time = world_clock or clock
+        self.world = World(settings, start=world_time(), clock=world_time)
         self.identity = Identity(
             project_id=project_id,
             access_keys={access_key: secret_key} if access_key and secret_key else {},

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -98,7 +98,9 @@ def _metrics(
 ) -> list[bytes]:
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
-    source = registry.restricted_registry(names) if names else registry
+    # As prometheus_client's own WSGI app does; in older versions (0.20) its writers are annotated with
+    # CollectorRegistry alone, though they only call collect().
+    source = cast(CollectorRegistry, registry.restricted_registry(names)) if names else registry
     body = encoder(source)
     headers = [("Content-Type", content_type)]
     if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):

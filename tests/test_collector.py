@@ -59,13 +59,17 @@ def fixed_store() -> TaskStore:
     return store
 
 
-def fixed_registry() -> CollectorRegistry:
+def fixed_stats() -> ApiRequestStats:
     stats = ApiRequestStats()
     for code, seconds in (("200", 0.04), ("200", 0.2), ("429", 0.01)):
         stats.observe("list_editing_tasks", code, seconds)
     stats.observe("iam_token", "201", 0.3)
+    return stats
+
+
+def fixed_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(VodCollector(fixed_store().view, stats))
+    registry.register(VodCollector(fixed_store().view, fixed_stats()))
     return registry
 
 
@@ -104,16 +108,33 @@ def test_failed_listing_publishes_health_and_events_but_no_snapshot() -> None:
         assert absent not in text
 
 
-def test_describe_does_not_list() -> None:
+def test_registering_the_collector_does_not_read_the_store() -> None:
     calls = []
 
     def view() -> object:
         calls.append(1)
-        raise AssertionError("describe() must not read the store")
+        raise AssertionError("registering must not read the store, which may list")
 
-    registry = CollectorRegistry()
+    # auto_describe: a collector without describe() would be collected at registration.
+    registry = CollectorRegistry(auto_describe=True)
     registry.register(VodCollector(view, ApiRequestStats()))  # type: ignore[arg-type]
     assert calls == []
+
+
+def test_describe_names_every_family_that_collect_can_yield() -> None:
+    collector = VodCollector(fixed_store().view, fixed_stats())
+    described = {family.name for family in collector.describe()}
+    assert {family.name for family in collector.collect()} <= described
+
+
+def test_name_filter_selects_the_named_families() -> None:
+    # name[] finds collectors by the names they describe: without describe() it finds none.
+    registry = fixed_registry()
+    names = ["huaweicloud_vod_up", "huaweicloud_vod_editing_task_info"]
+    text = generate_latest(registry.restricted_registry(names)).decode()
+    shown = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert shown == set(names)
+    assert 'huaweicloud_vod_up{project_id="p1"} 1.0' in text
 
 
 @pytest.mark.skipif(

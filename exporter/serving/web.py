@@ -3,7 +3,7 @@
 Each scrape first brings the store up to date within the scrape's deadline, which Prometheus
 announces in ``X-Prometheus-Scrape-Timeout-Seconds``; a little is kept back so the answer
 arrives before Prometheus gives up. Format negotiation (text or OpenMetrics), ``name[]``
-filtering and gzip follow prometheus_client's own WSGI app; the rendering is ``exposition``'s.
+filtering and gzip follow prometheus_client's own WSGI app, and its writers render the answer.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -25,7 +25,6 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter import __version__
 from exporter.config import ScrapeSettings, WebSettings
-from exporter.serving.exposition import render_openmetrics, render_text
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -99,16 +98,10 @@ def _metrics(
 ) -> list[bytes]:
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
-    source = registry.restricted_registry(names) if names else registry
-    # The fast renderers write names as they are: right for the default escaping (names here are
-    # all valid in the old character set), not for the dots or values schemes a scraper may ask for.
-    plain_names = "escaping=dots" not in content_type and "escaping=values" not in content_type
-    if plain_names and content_type.startswith("text/plain"):
-        body = render_text(source)
-    elif plain_names and content_type.startswith("application/openmetrics-text"):
-        body = render_openmetrics(source, encoder)
-    else:
-        body = encoder(source)
+    # As prometheus_client's own WSGI app does; in older versions (0.20) its writers are annotated with
+    # CollectorRegistry alone, though they only call collect().
+    source = cast(CollectorRegistry, registry.restricted_registry(names)) if names else registry
+    body = encoder(source)
     headers = [("Content-Type", content_type)]
     if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
         body = gzip.compress(body, compresslevel=GZIP_LEVEL)

@@ -77,6 +77,7 @@ def hostile_view() -> StoreView:
         created_total=len(HOSTILE),
         finished_total={text: 1 for text in HOSTILE},
         finished_durations={},
+        tracked_tasks=0,
     )
 
 

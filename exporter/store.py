@@ -13,7 +13,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from exporter.cloud.client import Page
 from exporter.cloud.errors import InconsistentListing
@@ -214,16 +214,6 @@ class StoreView:
     created_total: int
     finished_total: Mapping[str, int]
     finished_durations: Mapping[str, HistogramSnapshot]
-
-    def deadline_missed(self) -> StoreView:
-        """What a scrape that could not wait for the listing in flight is served: up 0, no snapshot.
-        The counters stay as they are; the listing itself is counted when it ends."""
-        return replace(
-            self,
-            up=False,
-            snapshot=None,
-            last_error=("timeout", "a listing in flight outlived the scrape deadline"),
-        )
 
 
 class TaskStore:

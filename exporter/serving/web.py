@@ -22,9 +22,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.config import ScrapeSettings, WebSettings
+from exporter.serving.collector import MissedDeadline
 from exporter.serving.exposition import render_openmetrics, render_text
 
 if TYPE_CHECKING:
@@ -52,7 +54,6 @@ class ExporterApp:
         self,
         refresh: Callable[[float], bool],
         registry: CollectorRegistry,
-        late_registry: CollectorRegistry,
         web: WebSettings,
         scrape: ScrapeSettings,
         *,
@@ -61,8 +62,6 @@ class ExporterApp:
     ) -> None:
         self._refresh = refresh
         self._registry = registry
-        # For a scrape whose deadline passed while it waited for another scrape's listing.
-        self._late_registry = late_registry
         self._web = web
         self._scrape = scrape
         self._clock = clock
@@ -76,7 +75,7 @@ class ExporterApp:
                 # Not even HEAD: every answer here costs a listing, that is API calls.
                 return _text(start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET")])
             current = self._refresh(self._clock() + scrape_budget(environ, self._scrape))
-            return _metrics(self._registry if current else self._late_registry, environ, start_response)
+            return _metrics(self._registry, environ, start_response, current=current)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy.\n")
         if path == "/-/ready":
@@ -95,11 +94,17 @@ GZIP_LEVEL = 6
 
 
 def _metrics(
-    registry: CollectorRegistry, environ: WSGIEnvironment, start_response: StartResponse
+    registry: CollectorRegistry,
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    *,
+    current: bool = True,
 ) -> list[bytes]:
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
-    source = registry.restricted_registry(names) if names else registry
+    source: Collector = registry.restricted_registry(names) if names else registry
+    if not current:  # the listing outlived this scrape's deadline
+        source = MissedDeadline(source)
     # The fast renderers write names as they are: right for the default escaping (names here are
     # all valid in the old character set), not for the dots or values schemes a scraper may ask for.
     plain_names = "escaping=dots" not in content_type and "escaping=values" not in content_type

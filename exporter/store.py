@@ -13,7 +13,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from exporter.config import SeriesSettings
 from exporter.failures import InconsistentListing
@@ -270,16 +270,6 @@ class StoreView:
     finished_total: Mapping[str, int]
     finished_durations: Mapping[str, HistogramSnapshot]
     tracked_tasks: int  # task ids the finished-task tracker remembers
-
-    def deadline_missed(self) -> StoreView:
-        """What a scrape that could not wait for the listing in flight is served: up 0, no snapshot.
-        The counters stay as they are; the listing itself is counted when it ends."""
-        return replace(
-            self,
-            up=False,
-            snapshot=None,
-            last_error=("timeout", "a listing in flight outlived the scrape deadline"),
-        )
 
 
 class TaskStore:

@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter.cloud.api_metrics import ApiRequestStats
 from exporter.config import SeriesSettings
-from exporter.serving.collector import VodCollector
+from exporter.serving.collector import MissedDeadline, VodCollector
 from exporter.store import TaskStore
 from exporter.tasks import parse_page
 from exporter.timestamps import parse_timestamp
@@ -149,3 +149,43 @@ def test_promtool_finds_nothing_to_lint() -> None:
     )
     assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
     assert result.stdout.decode().strip() == "" and result.stderr.decode().strip() == ""
+
+
+def test_a_missed_deadline_is_up_0_with_every_snapshot_family_left_out() -> None:
+    registry = fixed_registry()
+    full = generate_latest(registry).decode()
+    late = generate_latest(MissedDeadline(registry)).decode()  # type: ignore[arg-type]
+    assert 'huaweicloud_vod_up{project_id="p1"} 1.0' in full
+    assert 'huaweicloud_vod_up{project_id="p1"} 0.0' in late
+
+    def families(text: str) -> set[str]:
+        return {line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE")}
+
+    snapshot = {
+        "huaweicloud_vod_" + name
+        for name in (
+            "editing_tasks",
+            "editing_tasks_reported",
+            "editing_tasks_invalid",
+            "editing_oldest_task_created_timestamp_seconds",
+            "editing_task_series_dropped",
+            "editing_task_info",
+            "editing_task_status",
+            "editing_task_progress_ratio",
+            "editing_task_created_timestamp_seconds",
+            "editing_task_ended_timestamp_seconds",
+            "editing_task_duration_seconds",
+        )
+    }
+    assert snapshot <= families(full)
+    assert families(late) == families(full) - snapshot
+    # The counters are as they were: the listing goes on, and is counted when it ends.
+    assert 'reason="throttled"} 1.0' in late
+
+
+def test_a_defect_of_the_exporter_has_a_reason_of_its_own_exported_from_the_start() -> None:
+    store = TaskStore("p1", SeriesSettings(), started_at=START)
+    registry = CollectorRegistry()
+    registry.register(VodCollector(store.view, ApiRequestStats()))
+    text = generate_latest(registry).decode()
+    assert 'huaweicloud_vod_scrape_errors_total{project_id="p1",reason="internal"} 0.0' in text

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 OPERATION = "list_editing_tasks"
 
+Deadline = Callable[[], float]  # a clock() value, re-read: the listing's owner may move it
+
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
@@ -80,12 +82,15 @@ class VodClient:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def iter_pages(self, deadline: float) -> Iterator[Page]:
+    def iter_pages(self, deadline: float | Deadline) -> Iterator[Page]:
         """Every page of the listing, first page first, the rest as they arrive.
 
-        ``deadline`` is a ``clock()`` value. Raises an ``ApiError`` subclass when a page cannot be
-        had (after the retries the rules allow) or the deadline passes.
+        ``deadline`` is a ``clock()`` value, or a function giving it: re-read at every check, so
+        that whoever runs the listing can move it while pages are fetched. Raises an ``ApiError``
+        subclass when a page cannot be had (after the retries the rules allow) or the deadline passes.
         """
+        if not callable(deadline):
+            deadline = _fixed(deadline)
         abandoned = threading.Event()
         pending: set[Future[_Answer]] = {self._pool.submit(self._fetch_page, 0, deadline, abandoned)}
         try:
@@ -112,7 +117,7 @@ class VodClient:
         self,
         pending: set[Future[_Answer]],
         offsets: Iterator[int],
-        deadline: float,
+        deadline: Deadline,
         abandoned: threading.Event,
     ) -> None:
         while len(pending) < self._settings.concurrency:
@@ -121,15 +126,18 @@ class VodClient:
                 return
             pending.add(self._pool.submit(self._fetch_page, offset, deadline, abandoned))
 
-    def _collect(self, pending: set[Future[_Answer]], deadline: float) -> list[_Answer]:
+    def _collect(self, pending: set[Future[_Answer]], deadline: Deadline) -> list[_Answer]:
         """The answers that have arrived, waiting until one does or the deadline passes."""
-        done, _ = wait(pending, timeout=max(0.0, deadline - self._clock()), return_when=FIRST_COMPLETED)
-        if not done:
-            raise _past_deadline()
+        while True:
+            done, _ = wait(pending, timeout=max(0.0, deadline() - self._clock()), return_when=FIRST_COMPLETED)
+            if done:
+                break
+            if self._clock() >= deadline():  # not moved later while this waited
+                raise _past_deadline()
         pending.difference_update(done)
         return [future.result() for future in done]  # re-raises a page's error
 
-    def _fetch_page(self, offset: int, deadline: float, abandoned: threading.Event) -> _Answer:
+    def _fetch_page(self, offset: int, deadline: Deadline, abandoned: threading.Event) -> _Answer:
         attempt = 0
         while True:
             try:
@@ -143,7 +151,7 @@ class VodClient:
                 if throttled:
                     self._limiter.throttled()
                 delay = self._backoff(attempt, throttled=throttled)
-                if self._clock() + delay >= deadline:
+                if self._clock() + delay >= deadline():
                     raise  # waiting would miss the deadline; report the cause, not the clock
                 log.debug("retrying offset %d in %.2fs after %s", offset, delay, error)
                 if abandoned.wait(delay):
@@ -158,11 +166,11 @@ class VodClient:
         ceiling: float = min(self._settings.backoff_max, self._settings.backoff_base * 2.0**attempt)
         return ceiling * (0.5 + 0.5 * self._jitter())
 
-    def _request_page(self, offset: int, deadline: float, abandoned: threading.Event) -> _Answer:
-        if deadline - self._clock() <= 0:
+    def _request_page(self, offset: int, deadline: Deadline, abandoned: threading.Event) -> _Answer:
+        if deadline() - self._clock() <= 0:
             raise _past_deadline()
-        self._limiter.acquire(deadline, abandoned)
-        remaining = deadline - self._clock()
+        self._limiter.acquire(deadline(), abandoned)
+        remaining = deadline() - self._clock()
         if remaining <= 0 or abandoned.is_set():
             raise _past_deadline()
         params = {"offset": str(offset), "limit": str(self._settings.page_size)}
@@ -171,7 +179,7 @@ class VodClient:
             with self._http.stream("GET", self._url, params=params, timeout=timeout) as response:
                 body = self._read_body(response, deadline, abandoned)
         except httpx.TimeoutException as error:
-            if self._clock() >= deadline:
+            if self._clock() >= deadline():
                 raise _past_deadline() from error
             raise RequestTimeout(f"no answer within {self._settings.request_timeout:g}s") from error
         except httpx.TransportError as error:
@@ -184,15 +192,19 @@ class VodClient:
         self._limiter.succeeded()
         return _Answer(offset, body, request_id)
 
-    def _read_body(self, response: httpx.Response, deadline: float, abandoned: threading.Event) -> bytes:
+    def _read_body(self, response: httpx.Response, deadline: Deadline, abandoned: threading.Event) -> bytes:
         # httpx's timeouts bound each read, not the whole body: an API that drips its answer
         # would hold this thread past the deadline, so the body is read in chunks and checked.
         chunks = []
         for chunk in response.iter_bytes():
-            if abandoned.is_set() or self._clock() >= deadline:
+            if abandoned.is_set() or self._clock() >= deadline():
                 raise _past_deadline()
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _fixed(deadline: float) -> Deadline:
+    return lambda: deadline
 
 
 def _past_deadline() -> DeadlineExceeded:

@@ -40,6 +40,7 @@ SCRAPE_ERROR_REASONS = (
     "network",
     "bad_response",
     "inconsistent",
+    "internal",  # a defect of the exporter's own, logged with its traceback: not the API's fault
 )
 
 
@@ -68,6 +69,32 @@ class VodCollector(Collector):
             families.fill_snapshot(view)
             families.fill_tasks(view, now=view.snapshot.taken_at)
         return list(families.present())
+
+
+class MissedDeadline(Collector):
+    """What a scrape that could not wait for the listing is served: ``source``'s families with
+    ``up`` 0 and none from the snapshot, so that no stale count passes for a fresh one. The
+    counters stay as they are: the listing goes on, and is counted when it ends.
+
+    ``source`` is anything with ``collect()``: the registry, or the part of it that ``name[]``
+    asks for. The families are the ones a normal scrape builds, so the cost is the same.
+    """
+
+    def __init__(self, source: Collector) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._source.collect():
+            if family.name in _SNAPSHOT_FAMILIES:
+                continue
+            yield _down(family) if family.name == _UP else family
+
+
+def _down(up: Metric) -> Metric:
+    down = Metric(up.name, up.documentation, up.type, up.unit)
+    for sample in up.samples:
+        down.add_sample(sample.name, sample.labels, 0.0)
+    return down
 
 
 def _gauge(name: str, documentation: str, labels: Sequence[str]) -> GaugeMetricFamily:
@@ -164,6 +191,12 @@ class _Families:
             if isinstance(value, Metric):
                 yield value
 
+    def from_snapshot(self) -> tuple[Metric, ...]:
+        """The families that ``fill_snapshot`` and ``fill_tasks`` fill: only a fresh listing has them."""
+        snapshot = (self.tasks, self.reported, self.invalid, self.oldest, self.dropped)
+        per_task = (self.info, self.status, self.progress, self.created, self.ended, self.task_duration)
+        return snapshot + per_task
+
     def present(self) -> Iterator[Metric]:
         return (f for f in self.all() if f.samples)
 
@@ -215,6 +248,10 @@ class _Families:
             if task.ended is not None:
                 self.ended.add_metric(ids, task.ended)
             self.task_duration.add_metric(ids, task.duration(now))
+
+
+_UP = PREFIX + "up"
+_SNAPSHOT_FAMILIES = frozenset(family.name for family in _Families(0.0).from_snapshot())
 
 
 def _with_extra(known: Sequence[str], seen: Mapping[str, int]) -> list[str]:

@@ -22,9 +22,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.config import ScrapeSettings, WebSettings
+from exporter.serving.collector import MissedDeadline
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -51,7 +53,6 @@ class ExporterApp:
         self,
         refresh: Callable[[float], bool],
         registry: CollectorRegistry,
-        late_registry: CollectorRegistry,
         web: WebSettings,
         scrape: ScrapeSettings,
         *,
@@ -60,8 +61,6 @@ class ExporterApp:
     ) -> None:
         self._refresh = refresh
         self._registry = registry
-        # For a scrape whose deadline passed while it waited for another scrape's listing.
-        self._late_registry = late_registry
         self._web = web
         self._scrape = scrape
         self._clock = clock
@@ -75,7 +74,7 @@ class ExporterApp:
                 # Not even HEAD: every answer here costs a listing, that is API calls.
                 return _text(start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET")])
             current = self._refresh(self._clock() + scrape_budget(environ, self._scrape))
-            return _metrics(self._registry if current else self._late_registry, environ, start_response)
+            return _metrics(self._registry, environ, start_response, current=current)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy.\n")
         if path == "/-/ready":
@@ -94,14 +93,20 @@ GZIP_LEVEL = 6
 
 
 def _metrics(
-    registry: CollectorRegistry, environ: WSGIEnvironment, start_response: StartResponse
+    registry: CollectorRegistry,
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    *,
+    current: bool = True,
 ) -> list[bytes]:
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
     # As prometheus_client's own WSGI app does; in older versions (0.20) its writers are annotated with
     # CollectorRegistry alone, though they only call collect().
-    source = cast(CollectorRegistry, registry.restricted_registry(names)) if names else registry
-    body = encoder(source)
+    source: Collector = registry.restricted_registry(names) if names else registry
+    if not current:  # the listing outlived this scrape's deadline
+        source = MissedDeadline(source)
+    body = encoder(cast(CollectorRegistry, source))
     headers = [("Content-Type", content_type)]
     if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
         body = gzip.compress(body, compresslevel=GZIP_LEVEL)

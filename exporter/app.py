@@ -73,31 +73,26 @@ class Exporter:
             self.client,
             self.store,
             min_refresh_interval=config.scrape.min_refresh_interval,
+            listing_timeout=config.scrape.timeout,
             drift_retries=config.scrape.drift_retries,
             clock=clock,
             wall_clock=wall_clock,
         )
-        self.registry = self._registry(self.store.view, registry)
-        self.late_registry = self._registry(lambda: self.store.view().deadline_missed())
-
-    def _registry(
-        self, view: Callable[[], StoreView], registry: CollectorRegistry | None = None
-    ) -> CollectorRegistry:
-        registry = registry if registry is not None else CollectorRegistry()
-        if self._runtime_metrics:
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
-            GCCollector(registry=registry)
-        registry.register(
-            VodCollector(view, self.api_stats, min_refresh_interval=self.config.scrape.min_refresh_interval)
+        self.registry = registry if registry is not None else CollectorRegistry()
+        if runtime_metrics:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        self.registry.register(
+            VodCollector(
+                self.store.view, self.api_stats, min_refresh_interval=config.scrape.min_refresh_interval
+            )
         )
-        return registry
 
     def wsgi_app(self, description: str = "") -> ExporterApp:
         return ExporterApp(
             self.coordinator.refresh,
             self.registry,
-            self.late_registry,
             self.config.web,
             self.config.scrape,
             clock=self._clock,

@@ -161,7 +161,9 @@ class SeriesSettings:
 class ScrapeSettings:
     timeout: float = 30.0  # cap on a listing's time, and the budget when Prometheus sends none
     timeout_offset: float = 0.5  # kept back from Prometheus' own timeout to answer in time
-    min_refresh_interval: float = 0.0
+    # A successful listing is reused this long, whatever hits /metrics: the quota's bound (README,
+    # quota arithmetic). Below the usual 30 s and 60 s scrape intervals, so these list every time.
+    min_refresh_interval: float = 20.0
     drift_retries: int = 1  # listings again when tasks changed while paging
 
     def __post_init__(self) -> None:

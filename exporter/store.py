@@ -13,7 +13,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from exporter.config import SeriesSettings
 from exporter.failures import InconsistentListing
@@ -326,16 +326,6 @@ class StoreView:
     tracked_tasks: int  # task ids the finished-task tracker remembers
     listing: ListingHealth = field(default_factory=ListingHealth)
 
-    def deadline_missed(self) -> StoreView:
-        """What a scrape that could not wait for the listing in flight is served: up 0, no snapshot.
-        The counters stay as they are; the listing itself is counted when it ends."""
-        return replace(
-            self,
-            up=False,
-            snapshot=None,
-            last_error=("timeout", "a listing in flight outlived the scrape deadline"),
-        )
-
 
 class TaskStore:
     def __init__(self, project_id: str, settings: SeriesSettings, started_at: float) -> None:
@@ -357,6 +347,10 @@ class TaskStore:
         self._reconciliations = 0
         self._reconciliation_mismatches = 0
         self._sync_progress: float | None = None
+
+    @property
+    def settings(self) -> SeriesSettings:
+        return self._settings
 
     def start_listing(self, now: float) -> ListingBuilder:
         return ListingBuilder(self._settings, now, self._tracker)
@@ -416,10 +410,6 @@ class TaskStore:
         with self._lock:
             self._reconciliations += 1
             self._reconciliation_mismatches += int(mismatch)
-
-    def record_sync_progress(self, progress: float) -> None:
-        with self._lock:
-            self._sync_progress = progress
 
     def view(self) -> StoreView:
         with self._lock:

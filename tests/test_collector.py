@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter.cloud.api_metrics import ApiRequestStats
 from exporter.config import SeriesSettings
-from exporter.serving.collector import VodCollector
+from exporter.serving.collector import MissedDeadline, VodCollector
 from exporter.store import TaskStore
 from exporter.tasks import parse_page
 from exporter.timestamps import parse_timestamp
@@ -59,13 +59,17 @@ def fixed_store() -> TaskStore:
     return store
 
 
-def fixed_registry() -> CollectorRegistry:
+def fixed_stats() -> ApiRequestStats:
     stats = ApiRequestStats()
     for code, seconds in (("200", 0.04), ("200", 0.2), ("429", 0.01)):
         stats.observe("list_editing_tasks", code, seconds)
     stats.observe("iam_token", "201", 0.3)
+    return stats
+
+
+def fixed_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(VodCollector(fixed_store().view, stats))
+    registry.register(VodCollector(fixed_store().view, fixed_stats()))
     return registry
 
 
@@ -104,16 +108,33 @@ def test_failed_listing_publishes_health_and_events_but_no_snapshot() -> None:
         assert absent not in text
 
 
-def test_describe_does_not_list() -> None:
+def test_registering_the_collector_does_not_read_the_store() -> None:
     calls = []
 
     def view() -> object:
         calls.append(1)
-        raise AssertionError("describe() must not read the store")
+        raise AssertionError("registering must not read the store, which may list")
 
-    registry = CollectorRegistry()
+    # auto_describe: a collector without describe() would be collected at registration.
+    registry = CollectorRegistry(auto_describe=True)
     registry.register(VodCollector(view, ApiRequestStats()))  # type: ignore[arg-type]
     assert calls == []
+
+
+def test_describe_names_every_family_that_collect_can_yield() -> None:
+    collector = VodCollector(fixed_store().view, fixed_stats())
+    described = {family.name for family in collector.describe()}
+    assert {family.name for family in collector.collect()} <= described
+
+
+def test_name_filter_selects_the_named_families() -> None:
+    # name[] finds collectors by the names they describe: without describe() it finds none.
+    registry = fixed_registry()
+    names = ["huaweicloud_vod_up", "huaweicloud_vod_editing_task_info"]
+    text = generate_latest(registry.restricted_registry(names)).decode()
+    shown = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert shown == set(names)
+    assert 'huaweicloud_vod_up{project_id="p1"} 1.0' in text
 
 
 @pytest.mark.skipif(
@@ -128,3 +149,43 @@ def test_promtool_finds_nothing_to_lint() -> None:
     )
     assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
     assert result.stdout.decode().strip() == "" and result.stderr.decode().strip() == ""
+
+
+def test_a_missed_deadline_is_up_0_with_every_snapshot_family_left_out() -> None:
+    registry = fixed_registry()
+    full = generate_latest(registry).decode()
+    late = generate_latest(MissedDeadline(registry)).decode()  # type: ignore[arg-type]
+    assert 'huaweicloud_vod_up{project_id="p1"} 1.0' in full
+    assert 'huaweicloud_vod_up{project_id="p1"} 0.0' in late
+
+    def families(text: str) -> set[str]:
+        return {line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE")}
+
+    snapshot = {
+        "huaweicloud_vod_" + name
+        for name in (
+            "editing_tasks",
+            "editing_tasks_reported",
+            "editing_tasks_invalid",
+            "editing_oldest_task_created_timestamp_seconds",
+            "editing_task_series_dropped",
+            "editing_task_info",
+            "editing_task_status",
+            "editing_task_progress_ratio",
+            "editing_task_created_timestamp_seconds",
+            "editing_task_ended_timestamp_seconds",
+            "editing_task_duration_seconds",
+        )
+    }
+    assert snapshot <= families(full)
+    assert families(late) == families(full) - snapshot
+    # The counters are as they were: the listing goes on, and is counted when it ends.
+    assert 'reason="throttled"} 1.0' in late
+
+
+def test_a_defect_of_the_exporter_has_a_reason_of_its_own_exported_from_the_start() -> None:
+    store = TaskStore("p1", SeriesSettings(), started_at=START)
+    registry = CollectorRegistry()
+    registry.register(VodCollector(store.view, ApiRequestStats()))
+    text = generate_latest(registry).decode()
+    assert 'huaweicloud_vod_scrape_errors_total{project_id="p1",reason="internal"} 0.0' in text

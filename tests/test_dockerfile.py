@@ -283,9 +283,7 @@ def test_oci_labels(final: list[Instruction]) -> None:
 
 @pytest.fixture
 def web_server() -> Iterator[ExporterServer]:
-    app = ExporterApp(
-        lambda deadline: True, CollectorRegistry(), CollectorRegistry(), WebSettings(), ScrapeSettings()
-    )
+    app = ExporterApp(lambda deadline: True, CollectorRegistry(), WebSettings(), ScrapeSettings())
     server = ExporterServer(app, "127.0.0.1", 0)
     server.start()
     try:

@@ -99,7 +99,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         region="",
         api=ApiSettings(endpoint=simulator.url, project_id=PROJECT, rate_limit=0),
         iam_endpoint=simulator.url,
-        scrape=ScrapeSettings(timeout=5),
+        # Scraped every second and compared with the world as it stands: every scrape lists.
+        scrape=ScrapeSettings(timeout=5, min_refresh_interval=0),
         web=WebSettings(host="127.0.0.1", port=0),
     )
     exporter = Exporter(config, AkSkCredentials(AK, SK), wall_clock=clock)

@@ -5,6 +5,7 @@ Ground truth comes from the simulator's own world; the number of API calls from 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -60,7 +61,9 @@ def config_for(simulator: Simulator, **api: object) -> Config:
         throttle_backoff=0.01,
         **api,  # type: ignore[arg-type]
     )
-    return Config(region="", api=settings, iam_endpoint=simulator.url, scrape=ScrapeSettings(timeout=20))
+    # Every list_once lists: these tests count the calls of each listing.
+    scrape = ScrapeSettings(timeout=20, min_refresh_interval=0)
+    return Config(region="", api=settings, iam_endpoint=simulator.url, scrape=scrape)
 
 
 def exporter_for(simulator: Simulator, credentials: object = None, **api: object) -> Exporter:
@@ -426,3 +429,76 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def scrape(url: str, timeout_header: str) -> str:
+    return httpx.get(url, headers={"X-Prometheus-Scrape-Timeout-Seconds": timeout_header}, timeout=30).text
+
+
+UP = f'huaweicloud_vod_up{{project_id="{PROJECT}"}}'
+
+
+@contextlib.contextmanager
+def serving(simulator: Simulator, min_interval: float) -> Iterator[tuple[Exporter, str]]:
+    """The exporter served over HTTP, reusing a listing for ``min_interval``; its /metrics URL."""
+    config = config_for(simulator)
+    config = replace(config, scrape=replace(config.scrape, min_refresh_interval=min_interval))
+    exporter = Exporter(config, AkSkCredentials(AK, SK), wall_clock=simulator.world._clock)
+    server = ExporterServer(exporter.wsgi_app(), "127.0.0.1", 0)
+    server.start()
+    try:
+        yield exporter, f"http://127.0.0.1:{server.port}/metrics"
+    finally:
+        server.stop()
+        exporter.close()
+
+
+@pytest.mark.parametrize("min_interval", [0.0, 20.0], ids=["listing every scrape", "min interval 20s"])
+@pytest.mark.parametrize("frozen_simulator", [150], indirect=True)
+def test_a_short_scrape_that_started_the_listing_does_not_fail_a_longer_one(
+    frozen_simulator: Simulator, min_interval: float
+) -> None:
+    frozen_simulator.faults = FaultSettings(latency=0.8)  # two pages, one after the other: > 1.6 s
+    with serving(frozen_simulator, min_interval) as (exporter, url):
+        results: dict[str, str] = {}
+        short = threading.Thread(target=lambda: results.update(short=scrape(url, "1")))
+        short.start()
+        wait_for("the short scrape to start the listing", lambda: exporter.coordinator.listings > 0, 10, 0.01)
+        long = scrape(url, "15")
+        short.join(30)
+        assert f"{UP} 0.0" in results["short"]
+        assert f"{UP} 1.0" in long and "huaweicloud_vod_editing_tasks{" in long
+        assert exporter.coordinator.listings == 1 and exporter.store.view().errors == {}
+        if min_interval:  # the listing ran to --scrape.timeout from the start: not one call lost
+            assert frozen_simulator.requests.snapshot() == {("tasks", 200): 2}
+
+
+@pytest.mark.parametrize("frozen_simulator", [150], indirect=True)
+def test_a_scrape_announcing_no_time_at_all_spoils_nothing_for_the_interval(
+    frozen_simulator: Simulator,
+) -> None:
+    frozen_simulator.faults = FaultSettings(latency=0.2)
+    with serving(frozen_simulator, min_interval=60.0) as (exporter, url):
+        assert f"{UP} 0.0" in scrape(url, "0")  # it could not wait, and says so
+        for _ in range(3):
+            assert f"{UP} 1.0" in scrape(url, "15")
+        assert exporter.coordinator.listings == 1
+        assert frozen_simulator.requests.snapshot() == {("tasks", 200): 2}  # one listing, for everyone
+        assert exporter.store.view().errors == {}
+
+
+@pytest.mark.parametrize("frozen_simulator", [10], indirect=True)
+def test_a_wrong_secret_key_costs_one_call_however_often_it_is_scraped(frozen_simulator: Simulator) -> None:
+    exporter = exporter_for(frozen_simulator, AkSkCredentials(AK, "not-the-secret"))
+    server = ExporterServer(exporter.wsgi_app(), "127.0.0.1", 0)
+    server.start()
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    try:
+        texts = [scrape(url, "10") for _ in range(6)]
+    finally:
+        server.stop()
+        exporter.close()
+    assert frozen_simulator.requests.snapshot() == {("tasks", 401): 1}  # the key never locks
+    for text in texts:
+        assert f'huaweicloud_vod_up{{project_id="{PROJECT}"}} 0.0' in text
+        assert f'huaweicloud_vod_scrape_errors_total{{project_id="{PROJECT}",reason="auth"}} 1.0' in text

@@ -25,14 +25,13 @@ class Recorder:
 
 @pytest.fixture
 def served() -> Iterator[tuple[str, Recorder, ExporterApp]]:
-    registry, late = CollectorRegistry(), CollectorRegistry()
+    registry = CollectorRegistry()
     Gauge("huaweicloud_vod_up", "test gauge", registry=registry).set(1)
-    Gauge("huaweicloud_vod_up", "test gauge", registry=late).set(0)
+    Gauge("huaweicloud_vod_editing_tasks_reported", "test gauge", registry=registry).set(7)
     recorder = Recorder()
     app = ExporterApp(
         recorder,
         registry,
-        late,
         WebSettings(telemetry_path="/metrics"),
         ScrapeSettings(timeout=30, timeout_offset=0.5),
         clock=FakeClock(100.0),
@@ -87,12 +86,16 @@ def test_health_readiness_landing_and_not_found(served: tuple[str, Recorder, Exp
     assert recorder.deadlines == []  # none of these list tasks
 
 
-def test_a_scrape_that_could_not_wait_for_the_listing_is_served_the_late_view(
+def test_a_scrape_that_could_not_wait_for_the_listing_gets_up_0_and_no_snapshot(
     served: tuple[str, Recorder, ExporterApp],
 ) -> None:
     url, recorder, _ = served
     recorder.current = False
-    assert "huaweicloud_vod_up 0.0" in httpx.get(url + "/metrics").text
+    for accept in ("", "application/openmetrics-text; version=1.0.0"):
+        text = httpx.get(url + "/metrics", headers={"Accept": accept}).text
+        assert "huaweicloud_vod_up 0.0" in text and "editing_tasks_reported" not in text
+    filtered = httpx.get(url + "/metrics", params={"name[]": "huaweicloud_vod_up"}).text
+    assert "huaweicloud_vod_up 0.0" in filtered
 
 
 def test_name_filter_and_method(served: tuple[str, Recorder, ExporterApp]) -> None:

@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -41,6 +41,8 @@ from exporter.timestamps import TimestampMemo
 log = logging.getLogger(__name__)
 
 OPERATION = "list_editing_tasks"
+
+Deadline = Callable[[], float]  # a clock() value, re-read: the listing's owner may move it
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +82,15 @@ class VodClient:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def iter_pages(self, deadline: float) -> Iterator[Page]:
+    def iter_pages(self, deadline: float | Deadline) -> Generator[Page, None, None]:
         """Every page of the listing, first page first, the rest as they arrive.
 
-        ``deadline`` is a ``clock()`` value. Raises an ``ApiError`` subclass when a page cannot be
-        had (after the retries the rules allow) or the deadline passes.
+        ``deadline`` is a ``clock()`` value, or a function giving it: re-read at every check, so
+        that whoever runs the listing can move it while pages are fetched. Raises an ``ApiError``
+        subclass when a page cannot be had (after the retries the rules allow) or the deadline passes.
         """
+        if not callable(deadline):
+            deadline = _fixed(deadline)
         abandoned = threading.Event()
         pending: set[Future[_Answer]] = {self._pool.submit(self._fetch_page, 0, deadline, abandoned)}
         try:
@@ -108,13 +113,13 @@ class VodClient:
             for future in pending:
                 future.cancel()
 
-    def fetch_pages(self, requests: Sequence[PageRequest], deadline: float) -> list[Page]:
+    def fetch_pages(self, requests: Sequence[PageRequest], deadline: float | Deadline) -> list[Page]:
         """The pages asked for (any offset, any limit up to the page size), fetched at most
         ``concurrency`` at a time under the rate limit; in the order asked."""
         answers = self._fetch_all([(request.offset, request.limit, None) for request in requests], deadline)
         return [answer.parse(self._times.parse) for answer in answers]
 
-    def fetch_tasks(self, task_ids: Sequence[str], deadline: float) -> dict[str, Page]:
+    def fetch_tasks(self, task_ids: Sequence[str], deadline: float | Deadline) -> dict[str, Page]:
         """Each task asked for by ``task_id``: a page of it alone, or an empty one (total 0) for a
         task the API no longer has."""
         answers = self._fetch_all([(0, None, task_id) for task_id in task_ids], deadline)
@@ -124,8 +129,10 @@ class VodClient:
         }
 
     def _fetch_all(
-        self, queries: Sequence[tuple[int, int | None, str | None]], deadline: float
+        self, queries: Sequence[tuple[int, int | None, str | None]], deadline: float | Deadline
     ) -> list[_Answer]:
+        if not callable(deadline):
+            deadline = _fixed(deadline)
         abandoned = threading.Event()
         futures = [
             self._pool.submit(self._fetch_page, offset, deadline, abandoned, limit=limit, task_id=task_id)
@@ -145,7 +152,7 @@ class VodClient:
         self,
         pending: set[Future[_Answer]],
         offsets: Iterator[int],
-        deadline: float,
+        deadline: Deadline,
         abandoned: threading.Event,
     ) -> None:
         while len(pending) < self._settings.concurrency:
@@ -154,18 +161,21 @@ class VodClient:
                 return
             pending.add(self._pool.submit(self._fetch_page, offset, deadline, abandoned))
 
-    def _collect(self, pending: set[Future[_Answer]], deadline: float) -> list[_Answer]:
+    def _collect(self, pending: set[Future[_Answer]], deadline: Deadline) -> list[_Answer]:
         """The answers that have arrived, waiting until one does or the deadline passes."""
-        done, _ = wait(pending, timeout=max(0.0, deadline - self._clock()), return_when=FIRST_COMPLETED)
-        if not done:
-            raise _past_deadline()
+        while True:
+            done, _ = wait(pending, timeout=max(0.0, deadline() - self._clock()), return_when=FIRST_COMPLETED)
+            if done:
+                break
+            if self._clock() >= deadline():  # not moved later while this waited
+                raise _past_deadline()
         pending.difference_update(done)
         return [future.result() for future in done]  # re-raises a page's error
 
     def _fetch_page(
         self,
         offset: int,
-        deadline: float,
+        deadline: Deadline,
         abandoned: threading.Event,
         *,
         limit: int | None = None,
@@ -184,7 +194,7 @@ class VodClient:
                 if throttled:
                     self._limiter.throttled()
                 delay = self._backoff(attempt, throttled=throttled)
-                if self._clock() + delay >= deadline:
+                if self._clock() + delay >= deadline():
                     raise  # waiting would miss the deadline; report the cause, not the clock
                 log.debug("retrying offset %d in %.2fs after %s", offset, delay, error)
                 if abandoned.wait(delay):
@@ -202,16 +212,16 @@ class VodClient:
     def _request_page(
         self,
         offset: int,
-        deadline: float,
+        deadline: Deadline,
         abandoned: threading.Event,
         *,
         limit: int | None = None,
         task_id: str | None = None,
     ) -> _Answer:
-        if deadline - self._clock() <= 0:
+        if deadline() - self._clock() <= 0:
             raise _past_deadline()
-        self._limiter.acquire(deadline, abandoned)
-        remaining = deadline - self._clock()
+        self._limiter.acquire(deadline(), abandoned)
+        remaining = deadline() - self._clock()
         if remaining <= 0 or abandoned.is_set():
             raise _past_deadline()
         params = (
@@ -224,7 +234,7 @@ class VodClient:
             with self._http.stream("GET", self._url, params=params, timeout=timeout) as response:
                 body = self._read_body(response, deadline, abandoned)
         except httpx.TimeoutException as error:
-            if self._clock() >= deadline:
+            if self._clock() >= deadline():
                 raise _past_deadline() from error
             raise RequestTimeout(f"no answer within {self._settings.request_timeout:g}s") from error
         except httpx.TransportError as error:
@@ -237,15 +247,19 @@ class VodClient:
         self._limiter.succeeded()
         return _Answer(offset, body, request_id)
 
-    def _read_body(self, response: httpx.Response, deadline: float, abandoned: threading.Event) -> bytes:
+    def _read_body(self, response: httpx.Response, deadline: Deadline, abandoned: threading.Event) -> bytes:
         # httpx's timeouts bound each read, not the whole body: an API that drips its answer
         # would hold this thread past the deadline, so the body is read in chunks and checked.
         chunks = []
         for chunk in response.iter_bytes():
-            if abandoned.is_set() or self._clock() >= deadline:
+            if abandoned.is_set() or self._clock() >= deadline():
                 raise _past_deadline()
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _fixed(deadline: float) -> Deadline:
+    return lambda: deadline
 
 
 def _past_deadline() -> DeadlineExceeded:

@@ -19,6 +19,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +52,10 @@ class PageSource(Protocol):
 
 class ListingPending(Exception):
     """No snapshot yet, and no failure either: a complete listing is running in the background."""
+
+    def __init__(self, detail: str, progress: float) -> None:
+        super().__init__(detail)
+        self.progress = progress
 
 
 class OrderUnknown(ListingFailed):
@@ -129,14 +134,18 @@ class ListingStrategy:
             self._incremental(deadline, started)
             return
         if self._background is not None:
-            raise ListingPending(self._pending_detail())
+            raise self._pending()
         if self._too_big:
             known_order = self._order if self._order is not Order.UNKNOWN else None
             self._start_background(known_order, reconciling=False)
-            raise ListingPending(self._pending_detail())
+            raise self._pending()
         if self._settings.mode == INCREMENTAL and self._reason == "order_unknown":
             raise OrderUnknown("the API's order could not be learned: incremental passes are impossible")
         self._complete(deadline, started, reason=self._reason)
+
+    def stop(self) -> None:
+        """Start nothing more: no drift retry, no background round."""
+        self._stopping.set()
 
     def close(self) -> None:
         self._stopping.set()
@@ -147,34 +156,37 @@ class ListingStrategy:
     # Complete listing in the scrape ------------------------------------------------------------
 
     def _complete(self, deadline: Deadline, started: float, reason: str) -> None:
-        attempt = 0
+        attempt, calls = 0, 0
         while True:
             attempt_started = self._clock()
             builder = self._store.start_listing(self._wall_clock())
             learner = KnownTasksBuilder()
-            pages = self._client.iter_pages(deadline)
-            try:
+            # A page that cannot belong to a real listing (builder.add) ends it at once; only a
+            # listing that read every page and did not add up (drift) is worth another attempt.
+            with closing(self._client.iter_pages(deadline)) as pages:
                 for page in pages:
+                    calls += 1
                     if page.offset == 0 and self._settings.mode != FULL and self._cannot_fit(page, deadline):
                         self._too_big = True
                         self._start_background(None, reconciling=False)
-                        raise ListingPending(self._pending_detail())
+                        raise self._pending()
                     builder.add(page)
                     learner.add(page)
+            try:
                 snapshot = builder.finish()
                 break
             except InconsistentListing as error:
+                # Listing again only pays if it can finish: with less time left than this attempt
+                # took, it would end as a timeout and hide the drift.
                 took = self._clock() - attempt_started
-                if attempt >= self._drift_retries or deadline() - self._clock() < took:
+                out_of_time = deadline() - self._clock() < took
+                if self._stopping.is_set() or attempt >= self._drift_retries or out_of_time:
                     raise
                 attempt += 1
                 log.info("listing again: %s", error)
-            finally:
-                pages.close()
         known = learner.finish(snapshot.reported_total)
         self._order = known.order
         self._last_complete = self._clock()
-        calls = self._store_calls(snapshot.reported_total)
         if known.order is not Order.UNKNOWN and self._settings.mode != FULL:
             self._known = known
             self._recent = tuple(task for task in snapshot.series_tasks if not task.is_open)
@@ -195,9 +207,6 @@ class ListingStrategy:
             return False
         remaining_pages = max(0, math.ceil(first.total / self._page_size) - 1)
         return remaining_pages / self._rate_limit > deadline() - self._clock()
-
-    def _store_calls(self, total: int) -> int:
-        return max(1, math.ceil(total / self._page_size))
 
     # Incremental pass --------------------------------------------------------------------------
 
@@ -344,11 +353,12 @@ class ListingStrategy:
         self._publish(result, calls + background.calls, started, SYNC)
         return True
 
-    def _pending_detail(self) -> str:
+    def _pending(self) -> ListingPending:
         background = self._background
         progress = background.sync.progress if background is not None and background.sync is not None else 0.0
-        self._store.record_sync_progress(progress)
-        return f"a complete listing is running in the background ({progress:.0%} done)"
+        return ListingPending(
+            f"a complete listing is running in the background ({progress:.0%} done)", progress
+        )
 
 
 def _differ(live: KnownTasks, complete: KnownTasks) -> bool:

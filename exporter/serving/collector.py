@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.cloud.api_metrics import ApiRequestStats
 from exporter.histogram import HistogramSnapshot
-from exporter.serving.exposition import GaugeRows
+from exporter.serving.exposition import label_value
 from exporter.store import StoreView
 from exporter.tasks import PROCESSING, WAITING
 
@@ -40,6 +40,7 @@ SCRAPE_ERROR_REASONS = (
     "network",
     "bad_response",
     "inconsistent",
+    "internal",  # a defect of the exporter's own, logged with its traceback: not the API's fault
 )
 
 
@@ -86,12 +87,34 @@ class VodCollector(Collector):
         return list(families.present())
 
 
+class MissedDeadline(Collector):
+    """What a scrape that could not wait for the listing is served: ``source``'s families with
+    ``up`` 0 and none from the snapshot, so that no stale count passes for a fresh one. The
+    counters stay as they are: the listing goes on, and is counted when it ends.
+
+    ``source`` is anything with ``collect()``: the registry, or the part of it that ``name[]``
+    asks for. The families are the ones a normal scrape builds, so the cost is the same.
+    """
+
+    def __init__(self, source: Collector) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._source.collect():
+            if family.name in _SNAPSHOT_FAMILIES:
+                continue
+            yield _down(family) if family.name == _UP else family
+
+
+def _down(up: Metric) -> Metric:
+    down = Metric(up.name, up.documentation, up.type, up.unit)
+    for sample in up.samples:
+        down.add_sample(sample.name, sample.labels, 0.0)
+    return down
+
+
 def _gauge(name: str, documentation: str, labels: Sequence[str]) -> GaugeMetricFamily:
     return GaugeMetricFamily(PREFIX + name, documentation, labels=labels)
-
-
-def _rows(name: str, documentation: str, labels: Sequence[str]) -> GaugeRows:
-    return GaugeRows(PREFIX + name, documentation, labels)
 
 
 class _Families:
@@ -143,16 +166,16 @@ class _Families:
             "Tasks that qualified for per-task series but were left out by --tasks.max-series.",
             p,
         )
-        self.info = _rows(
+        self.info = _gauge(
             "editing_task_info", "An editing task, always 1.", ("project_id", "task_id", "asset_id")
         )
-        self.status = _rows(
+        self.status = _gauge(
             "editing_task_status", "1 for the task's current status.", ("project_id", "task_id", "status")
         )
-        self.progress = _rows("editing_task_progress_ratio", "Task progress, 0 to 1.", pt)
-        self.created = _rows("editing_task_created_timestamp_seconds", "The task's create_time.", pt)
-        self.ended = _rows("editing_task_ended_timestamp_seconds", "The task's end_time, once set.", pt)
-        self.task_duration = _rows(
+        self.progress = _gauge("editing_task_progress_ratio", "Task progress, 0 to 1.", pt)
+        self.created = _gauge("editing_task_created_timestamp_seconds", "The task's create_time.", pt)
+        self.ended = _gauge("editing_task_ended_timestamp_seconds", "The task's end_time, once set.", pt)
+        self.task_duration = _gauge(
             "editing_task_duration_seconds",
             "end_time - create_time; while open, listing time - create_time.",
             pt,
@@ -216,8 +239,14 @@ class _Families:
             if isinstance(value, Metric):
                 yield value
 
+    def from_snapshot(self) -> tuple[Metric, ...]:
+        """The families that ``fill_snapshot`` and ``fill_tasks`` fill: only a fresh listing has them."""
+        snapshot = (self.tasks, self.reported, self.invalid, self.oldest, self.dropped)
+        per_task = (self.info, self.status, self.progress, self.created, self.ended, self.task_duration)
+        return snapshot + per_task
+
     def present(self) -> Iterator[Metric]:
-        return (f for f in self.all() if (f.rows if isinstance(f, GaugeRows) else f.samples))
+        return (f for f in self.all() if f.samples)
 
     def fill_health(self, view: StoreView, api_stats: ApiRequestStats) -> None:
         p = [view.project_id]
@@ -250,16 +279,16 @@ class _Families:
         self.created_total.add_metric([view.project_id], view.created_total)
         self.tracked.add_metric([view.project_id], view.tracked_tasks)
         for status, count in sorted(view.finished_total.items()):
-            self.finished_total.add_metric([view.project_id, status], count)
+            self.finished_total.add_metric([view.project_id, label_value(status)], count)
         for status, histogram in sorted(view.finished_durations.items()):
-            self.finished_duration.add_metric([view.project_id, status], *_cumulative(histogram))
+            self.finished_duration.add_metric([view.project_id, label_value(status)], *_cumulative(histogram))
 
     def fill_snapshot(self, view: StoreView) -> None:
         snapshot = view.snapshot
         assert snapshot is not None
         p = [view.project_id]
         for status, count in sorted(snapshot.counts.items()):
-            self.tasks.add_metric([view.project_id, status], count)
+            self.tasks.add_metric([view.project_id, label_value(status)], count)
         self.reported.add_metric(p, snapshot.reported_total)
         self.invalid.add_metric(p, snapshot.invalid)
         for status in (WAITING, PROCESSING):
@@ -270,23 +299,20 @@ class _Families:
     def fill_tasks(self, view: StoreView, now: float) -> None:
         assert view.snapshot is not None
         project = view.project_id
-        # Appending to the rows directly: six rows per task, for up to --tasks.max-series tasks.
-        info, status, progress = self.info.rows.append, self.status.rows.append, self.progress.rows.append
-        created, ended, duration = (
-            self.created.rows.append,
-            self.ended.rows.append,
-            self.task_duration.rows.append,
-        )
         for task in view.snapshot.series_tasks:
-            task_id = task.task_id
-            ids = (project, task_id)
-            info(((project, task_id, task.asset_id), 1))
-            status(((project, task_id, task.status), 1))
-            progress((ids, task.progress / 100))
-            created((ids, task.created))
+            task_id = label_value(task.task_id)
+            ids = [project, task_id]
+            self.info.add_metric([project, task_id, label_value(task.asset_id)], 1)
+            self.status.add_metric([project, task_id, label_value(task.status)], 1)
+            self.progress.add_metric(ids, task.progress / 100)
+            self.created.add_metric(ids, task.created)
             if task.ended is not None:
-                ended((ids, task.ended))
-            duration((ids, task.duration(now)))
+                self.ended.add_metric(ids, task.ended)
+            self.task_duration.add_metric(ids, task.duration(now))
+
+
+_UP = PREFIX + "up"
+_SNAPSHOT_FAMILIES = frozenset(family.name for family in _Families(0.0).from_snapshot())
 
 
 def _with_extra(known: Sequence[str], seen: Mapping[str, int]) -> list[str]:

@@ -3,7 +3,7 @@
 Each scrape first brings the store up to date within the scrape's deadline, which Prometheus
 announces in ``X-Prometheus-Scrape-Timeout-Seconds``; a little is kept back so the answer
 arrives before Prometheus gives up. Format negotiation (text or OpenMetrics), ``name[]``
-filtering and gzip follow prometheus_client's own WSGI app; the rendering is ``exposition``'s.
+filtering and gzip follow prometheus_client's own WSGI app, and its writers render the answer.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.config import ScrapeSettings, WebSettings
-from exporter.serving.exposition import render_openmetrics, render_text
+from exporter.serving.collector import MissedDeadline
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -52,7 +53,6 @@ class ExporterApp:
         self,
         refresh: Callable[[float], bool],
         registry: CollectorRegistry,
-        late_registry: CollectorRegistry,
         web: WebSettings,
         scrape: ScrapeSettings,
         *,
@@ -61,8 +61,6 @@ class ExporterApp:
     ) -> None:
         self._refresh = refresh
         self._registry = registry
-        # For a scrape whose deadline passed while it waited for another scrape's listing.
-        self._late_registry = late_registry
         self._web = web
         self._scrape = scrape
         self._clock = clock
@@ -76,7 +74,7 @@ class ExporterApp:
                 # Not even HEAD: every answer here costs a listing, that is API calls.
                 return _text(start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET")])
             current = self._refresh(self._clock() + scrape_budget(environ, self._scrape))
-            return _metrics(self._registry if current else self._late_registry, environ, start_response)
+            return _metrics(self._registry, environ, start_response, current=current)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy.\n")
         if path == "/-/ready":
@@ -95,20 +93,20 @@ GZIP_LEVEL = 6
 
 
 def _metrics(
-    registry: CollectorRegistry, environ: WSGIEnvironment, start_response: StartResponse
+    registry: CollectorRegistry,
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    *,
+    current: bool = True,
 ) -> list[bytes]:
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
-    source = registry.restricted_registry(names) if names else registry
-    # The fast renderers write names as they are: right for the default escaping (names here are
-    # all valid in the old character set), not for the dots or values schemes a scraper may ask for.
-    plain_names = "escaping=dots" not in content_type and "escaping=values" not in content_type
-    if plain_names and content_type.startswith("text/plain"):
-        body = render_text(source)
-    elif plain_names and content_type.startswith("application/openmetrics-text"):
-        body = render_openmetrics(source, encoder)
-    else:
-        body = encoder(source)
+    # As prometheus_client's own WSGI app does; in older versions (0.20) its writers are annotated with
+    # CollectorRegistry alone, though they only call collect().
+    source: Collector = registry.restricted_registry(names) if names else registry
+    if not current:  # the listing outlived this scrape's deadline
+        source = MissedDeadline(source)
+    body = encoder(cast(CollectorRegistry, source))
     headers = [("Content-Type", content_type)]
     if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
         body = gzip.compress(body, compresslevel=GZIP_LEVEL)

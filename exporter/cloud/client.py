@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from exporter.cloud.bodies import ACCEPT_ENCODING, read_body
 from exporter.cloud.errors import (
     ApiError,
     BadResponseError,
@@ -181,7 +182,9 @@ class VodClient:
         params = {"offset": str(offset), "limit": str(self._settings.page_size)}
         timeout = min(self._settings.request_timeout, remaining)
         try:
-            with self._http.stream("GET", self._url, params=params, timeout=timeout) as response:
+            with self._http.stream(
+                "GET", self._url, params=params, headers=ACCEPT_ENCODING, timeout=timeout
+            ) as response:
                 body = self._read_body(response, deadline, abandoned)
         except httpx.TimeoutException as error:
             if self._clock() >= deadline:
@@ -189,8 +192,6 @@ class VodClient:
             raise RequestTimeout(f"no answer within {self._settings.request_timeout:g}s") from error
         except httpx.TransportError as error:
             raise NetworkError(f"{type(error).__name__}: {error}") from error
-        except httpx.DecodingError as error:
-            raise BadResponseError(f"the body cannot be decoded: {error}") from error
         request_id = response.headers.get("X-Request-Id")
         if response.status_code != 200:
             raise classify_response(response.status_code, body, request_id)
@@ -199,13 +200,12 @@ class VodClient:
 
     def _read_body(self, response: httpx.Response, deadline: float, abandoned: threading.Event) -> bytes:
         # httpx's timeouts bound each read, not the whole body: an API that drips its answer
-        # would hold this thread past the deadline, so the body is read in chunks and checked.
-        chunks = []
-        for chunk in response.iter_bytes():
+        # would hold this thread past the deadline, so the deadline is checked at every chunk.
+        def check() -> None:
             if abandoned.is_set() or self._clock() >= deadline:
                 raise _past_deadline()
-            chunks.append(chunk)
-        return b"".join(chunks)
+
+        return read_body(response, check=check)
 
 
 def _past_deadline() -> DeadlineExceeded:

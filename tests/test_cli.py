@@ -131,6 +131,24 @@ def test_once_with_rejected_credentials_exits_1_with_the_reason(capsys: pytest.C
 
 
 @pytest.mark.usefixtures("aksk")
+def test_once_escapes_control_characters_in_the_upstream_message(capsys: pytest.CaptureFixture[str]) -> None:
+    forged = "denied\nvod-exporter: listing succeeded\x1b[1A"
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).respond(403, content=error_body("APIGW.0302", forged))
+        code, _, err = run(["once", *BASE, "--endpoint", ENDPOINT], capsys)
+    assert code == 1
+    assert err.count("\n") == 1 and "\x1b" not in err
+    assert "denied\\nvod-exporter: listing succeeded\\x1b[1A" in err
+
+
+def test_a_config_error_is_one_line_whatever_the_value(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(["serve", *BASE, "--auth.token-file", str(tmp_path / "no\nsuch")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "no\\nsuch" in err
+
+
+@pytest.mark.usefixtures("aksk")
 def test_once_against_an_unreachable_endpoint_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     with respx.mock() as mock:
         mock.get(TASKS_URL).mock(side_effect=httpx.ConnectError("connection refused"))

@@ -2,13 +2,29 @@
 ``huaweicloud_vod_scrape_errors_total``.
 
 ``classify_response`` is the one place that turns an HTTP error answer into an exception, and each
-class's ``reason`` is the one place that names its label.
+class's ``reason`` is the one place that names its label. Every string in an ``ApiError`` passes
+through ``one_line``, since most come from the upstream and end up in one-line messages and logs.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: anything that could
+# end a line or drive a terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``), so that an
+    upstream string can neither forge a line of output nor send a terminal sequence."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _one_line_or_none(text: str | None) -> str | None:
+    return one_line(text) if text is not None else None
 
 
 class ListingFailed(Exception):
@@ -37,11 +53,11 @@ class ApiError(ListingFailed):
         error_msg: str | None = None,
         request_id: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(one_line(message))
         self.status = status
-        self.error_code = error_code
-        self.error_msg = error_msg
-        self.request_id = request_id
+        self.error_code = _one_line_or_none(error_code)
+        self.error_msg = _one_line_or_none(error_msg)
+        self.request_id = _one_line_or_none(request_id)
 
     def __str__(self) -> str:
         text = super().__str__()

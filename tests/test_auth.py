@@ -353,11 +353,16 @@ def test_iam_server_error_is_retried_by_the_next_request(
     assert iam.call_count == 2
 
 
-def test_iam_unreachable_is_a_network_error(router: respx.MockRouter, iam_http: httpx.Client) -> None:
+def test_iam_unreachable_is_a_network_error_that_names_the_host(
+    router: respx.MockRouter, iam_http: httpx.Client
+) -> None:
     router.post(TOKENS_URL).mock(side_effect=httpx.ConnectTimeout("timed out"))
     router.get(LIST_URL).mock(return_value=httpx.Response(200))
-    with httpx.Client(auth=iam_auth(iam_http)) as client, pytest.raises(NetworkError):
+    with httpx.Client(auth=iam_auth(iam_http)) as client, pytest.raises(NetworkError) as caught:
         client.get(LIST_URL)
+    assert str(caught.value) == (
+        f"IAM token request failed: cannot reach {httpx.URL(IAM).host}: ConnectTimeout: timed out"
+    )
 
 
 @pytest.mark.parametrize(

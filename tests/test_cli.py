@@ -74,6 +74,14 @@ def test_help_documents_defaults_and_env_vars(capsys: pytest.CaptureFixture[str]
         (["serve", "--region", "cn-north-4"], "set --project-id"),
         (["serve", *BASE, "--tasks.duration-buckets", "60,10"], "strictly increasing"),
         (["once", "--region", "Mars", "--project-id", PROJECT], "is not a Huawei Cloud region"),
+        (
+            ["once", "--region", "cn-north-4", "--project-id", "my-project"],
+            "--project-id: 'my-project' is not a project id (32 hex characters",
+        ),
+        (
+            ["once", "--region", "cn-north-4", "--project-id", PROJECT.upper()],
+            "is not a project id (32 hex characters",
+        ),
     ],
 )
 @pytest.mark.usefixtures("aksk")

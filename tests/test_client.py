@@ -409,3 +409,48 @@ def test_pages_ask_for_gzip_only(api_settings: ApiSettings) -> None:
         list(client.iter_pages(far_deadline()))
     assert route.calls[0].request.headers["Accept-Encoding"] == "gzip"
     client.close()
+
+
+def test_a_403_names_the_project_and_the_permission(api_settings: ApiSettings) -> None:
+    client, _ = make_client(api_settings)
+    message = "The IAM user is not authorized to access the API."
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).respond(403, content=error_body("APIGW.0302", message, request_id="rid-7"))
+        with pytest.raises(AuthError) as caught:
+            list(client.iter_pages(far_deadline()))
+    assert str(caught.value) == (
+        f"HTTP 403 APIGW.0302: {message} (request id rid-7); check that --project-id "
+        f"{api_settings.project_id} is the project of this region, and that the user has the "
+        "IAM permission vod:asset:listEditTask"
+    )
+    client.close()
+
+
+def test_a_host_that_does_not_resolve_is_named_with_a_hint(
+    api_settings: ApiSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real transport, with the resolver failing as it does for --region cn-north-44.
+    def no_such_name(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    client, _ = make_client(replace(api_settings, max_retries=0))
+    with pytest.raises(NetworkError) as caught:
+        list(client.iter_pages(far_deadline()))
+    assert str(caught.value) == (
+        "cannot reach vod.cn-north-4.myhuaweicloud.com: ConnectError: [Errno -2] Name or service "
+        "not known; the host name does not resolve: check --region and --endpoint"
+    )
+    client.close()
+
+
+def test_a_refused_connection_names_the_host(api_settings: ApiSettings) -> None:
+    client, _ = make_client(replace(api_settings, max_retries=0))
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).mock(side_effect=httpx.ConnectError("[Errno 111] Connection refused"))
+        with pytest.raises(NetworkError) as caught:
+            list(client.iter_pages(far_deadline()))
+    assert str(caught.value) == (
+        "cannot reach vod.cn-north-4.myhuaweicloud.com: ConnectError: [Errno 111] Connection refused"
+    )
+    client.close()

@@ -82,3 +82,13 @@ def test_a_request_id_header_is_kept_to_one_line() -> None:
 )
 def test_one_line_escapes_only_control_characters(text: str, expected: str) -> None:
     assert one_line(text) == expected
+
+
+def test_a_locked_access_key_gets_a_hint_to_fix_the_sk_and_wait() -> None:
+    message = "Incorrect IAM authentication information: AK access failed to reach the limit,forbidden."
+    error = classify_response(401, error_body("APIGW.0301", message, request_id="rid-3"), None)
+    assert isinstance(error, AuthError)
+    assert str(error) == (
+        f"HTTP 401 APIGW.0301: {message} (request id rid-3); the access key is locked for 5 minutes "
+        "after 5 failed authentications in a row: fix the SK, then wait 5 minutes"
+    )

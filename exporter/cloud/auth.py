@@ -30,7 +30,7 @@ from exporter.cloud.credentials import (
     IamPasswordCredentials,
     StaticTokenCredentials,
 )
-from exporter.cloud.errors import ApiError, AuthError, BadResponseError, NetworkError, classify_response
+from exporter.cloud.errors import ApiError, AuthError, BadResponseError, classify_response, unreachable
 from exporter.tasks import parse_timestamp
 
 log = logging.getLogger("exporter.cloud.auth")
@@ -265,7 +265,9 @@ class IamTokenAuth(httpx.Auth):
             with self._http.stream("POST", self._url, json=body, headers=ACCEPT_ENCODING) as response:
                 content = read_body(response)
         except httpx.TransportError as error:
-            raise NetworkError(f"IAM token request failed: {type(error).__name__}: {error}") from error
+            failure = unreachable(httpx.URL(self._url).host, error)
+            failure.args = (f"IAM token request failed: {failure.args[0]}",)
+            raise failure from error
         except BadResponseError as error:
             raise _from_iam(error) from None
         request_id = response.headers.get("X-Request-Id")
@@ -319,6 +321,7 @@ def _copy(error: AuthError, note: str) -> AuthError:
         error_code=error.error_code,
         error_msg=error.error_msg,
         request_id=error.request_id,
+        hint=error.hint,
     )
 
 

@@ -29,12 +29,12 @@ from exporter.cloud.errors import (
     BadResponseError,
     DeadlineExceeded,
     InconsistentListing,
-    NetworkError,
     RequestTimeout,
     SlowedDown,
     ThrottledError,
     classify_response,
     is_retryable,
+    unreachable,
 )
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import ApiSettings
@@ -43,6 +43,7 @@ from exporter.tasks import InvalidTask, Task, parse_task
 log = logging.getLogger(__name__)
 
 OPERATION = "list_editing_tasks"
+LIST_PERMISSION = "vod:asset:listEditTask"  # the IAM action this call needs
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class VodClient:
         self._jitter = jitter
         self._limiter = limiter or RateLimiter(settings.rate_limit, settings.concurrency, clock=clock)
         self._url = f"{settings.endpoint}/v1/{settings.project_id}/asset/editing/tasks"
+        self._host = httpx.URL(settings.endpoint).host
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="vod-page")
 
     def close(self) -> None:
@@ -191,10 +193,17 @@ class VodClient:
                 raise _past_deadline() from error
             raise RequestTimeout(f"no answer within {self._settings.request_timeout:g}s") from error
         except httpx.TransportError as error:
-            raise NetworkError(f"{type(error).__name__}: {error}") from error
+            raise unreachable(self._host, error) from error
         request_id = response.headers.get("X-Request-Id")
         if response.status_code != 200:
-            raise classify_response(response.status_code, body, request_id)
+            rejection = classify_response(response.status_code, body, request_id)
+            if response.status_code == 403:
+                # The gateway's 0302 speaks of IAM, but a mistyped project id gets the same answer.
+                rejection.hint = (
+                    f"check that --project-id {self._settings.project_id} is the project of this "
+                    f"region, and that the user has the IAM permission {LIST_PERMISSION}"
+                )
+            raise rejection
         self._limiter.succeeded()
         return _Answer(offset, body, request_id)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from exporter import __version__
+from exporter.cloud.errors import one_line
 from exporter.command_options import (
     Alias,
     alias_option,
@@ -341,7 +342,7 @@ def once(**options: Any) -> None:
         write_atomically(output, exposition)
     if not view.up:
         reason, detail = view.last_error or ("unknown", "")
-        click.echo(f"vod-exporter: listing failed ({reason}): {detail}", err=True)
+        click.echo(f"vod-exporter: listing failed ({reason}): {one_line(detail)}", err=True)
         sys.exit(1)
 
 
@@ -403,14 +404,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="vod-exporter", standalone_mode=False)
     except ConfigError as error:
-        click.echo(f"vod-exporter: error: {error}", err=True)
+        click.echo(f"vod-exporter: error: {one_line(str(error))}", err=True)
         sys.exit(2)
     except click.UsageError as error:
         hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
-        click.echo(f"vod-exporter: error: {error.format_message()}{hint}", err=True)
+        click.echo(f"vod-exporter: error: {one_line(error.format_message())}{hint}", err=True)
         sys.exit(error.exit_code)
     except click.ClickException as error:
-        click.echo(f"vod-exporter: error: {error.format_message()}", err=True)
+        click.echo(f"vod-exporter: error: {one_line(error.format_message())}", err=True)
         sys.exit(error.exit_code)
     except click.Abort:
         sys.exit(130)

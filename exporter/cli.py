@@ -275,12 +275,12 @@ def serve(**options: Any) -> None:
     start(options)
     config, credentials = load(options)
     from exporter.app import Exporter
-    from exporter.serving.web import ExporterServer
+    from exporter.serving.server import HttpServer
 
     exporter = Exporter(config, credentials)
     app = exporter.wsgi_app()
     try:
-        server = ExporterServer(app, config.web.host, config.web.port)
+        server = HttpServer(app, config.web.host, config.web.port)
     except OSError as error:
         exporter.close()
         raise ConfigError(
@@ -297,9 +297,11 @@ def serve(**options: Any) -> None:
     )
     wait_for_termination()
     log.info("shutting down")
+    # The server keeps answering while the listing in flight drains: /-/ready says 503, and the
+    # scrapes waiting for that listing get their answer before the server stops.
     app.shutting_down.set()
-    server.stop()
     exporter.close()
+    server.stop()
 
 
 @cli.command()

@@ -13,6 +13,11 @@ connection limit, a file descriptor:
   of making ``accept()`` fail in a loop;
 - ``workers`` threads run the app: scrapes that wait for the same listing each hold one, so there
   are enough for several Prometheus servers and the health checks beside them.
+
+waitress documents ``serve()``, which blocks and has no graceful stop. ``create_server`` with our
+own socket map, its task dispatcher's ``shutdown`` and the channels' ``writable`` are what its own
+``serve`` and tests use, but not documented as public: pyproject.toml keeps waitress below 4, and
+CI runs the suite on the oldest and the newest release allowed.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from exporter.cloud.credentials import Credentials
 from exporter.config import Config
 from exporter.listing.coordinator import ListingCoordinator
 from exporter.serving.collector import VodCollector
-from exporter.serving.web import ExporterApp
+from exporter.serving.web import WebApp
 from exporter.store import StoreView, TaskStore
 
 IAM_OPERATION = "iam_token"
@@ -89,8 +89,8 @@ class Exporter:
             )
         )
 
-    def wsgi_app(self, description: str = "") -> ExporterApp:
-        return ExporterApp(
+    def wsgi_app(self, description: str = "") -> WebApp:
+        return WebApp(
             self.coordinator.refresh,
             self.registry,
             self.config.web,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from exporter import __version__
+from exporter.cloud.errors import one_line
 from exporter.command_options import (
     Alias,
     alias_option,
@@ -292,12 +293,12 @@ def serve(**options: Any) -> None:
     start(options)
     config, credentials = load(options)
     from exporter.app import Exporter
-    from exporter.serving.web import ExporterServer
+    from exporter.serving.server import HttpServer
 
     exporter = Exporter(config, credentials)
     app = exporter.wsgi_app()
     try:
-        server = ExporterServer(app, config.web.host, config.web.port)
+        server = HttpServer(app, config.web.host, config.web.port)
     except OSError as error:
         exporter.close()
         raise ConfigError(
@@ -314,9 +315,11 @@ def serve(**options: Any) -> None:
     )
     wait_for_termination()
     log.info("shutting down")
+    # The server keeps answering while the listing in flight drains: /-/ready says 503, and the
+    # scrapes waiting for that listing get their answer before the server stops.
     app.shutting_down.set()
-    server.stop()
     exporter.close()
+    server.stop()
 
 
 @cli.command()
@@ -359,7 +362,7 @@ def once(**options: Any) -> None:
         write_atomically(output, exposition)
     if not view.up:
         reason, detail = view.last_error or ("unknown", "")
-        click.echo(f"vod-exporter: listing failed ({reason}): {detail}", err=True)
+        click.echo(f"vod-exporter: listing failed ({reason}): {one_line(detail)}", err=True)
         sys.exit(1)
 
 
@@ -421,14 +424,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="vod-exporter", standalone_mode=False)
     except ConfigError as error:
-        click.echo(f"vod-exporter: error: {error}", err=True)
+        click.echo(f"vod-exporter: error: {one_line(str(error))}", err=True)
         sys.exit(2)
     except click.UsageError as error:
         hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
-        click.echo(f"vod-exporter: error: {error.format_message()}{hint}", err=True)
+        click.echo(f"vod-exporter: error: {one_line(error.format_message())}{hint}", err=True)
         sys.exit(error.exit_code)
     except click.ClickException as error:
-        click.echo(f"vod-exporter: error: {error.format_message()}", err=True)
+        click.echo(f"vod-exporter: error: {one_line(error.format_message())}", err=True)
         sys.exit(error.exit_code)
     except click.Abort:
         sys.exit(130)

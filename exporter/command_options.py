@@ -5,8 +5,9 @@ or SIGINT that ends a server."""
 from __future__ import annotations
 
 import difflib
+import logging
 import signal
-import threading
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,6 +16,8 @@ import click
 from click.core import ParameterSource
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
 
 
 def env_name(prefix: str, flag: str) -> str:
@@ -103,12 +106,24 @@ def compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
 
 
 def wait_for_termination() -> None:
-    """Block until SIGTERM or SIGINT (Ctrl-C)."""
-    stop = threading.Event()
+    """Block until SIGTERM or SIGINT (Ctrl-C). SIGHUP is logged and ignored: nothing can be reloaded
+    yet, and its default action would kill the server."""
+    # The kernel may hand a signal to any thread, and Python runs its handler only once the main
+    # thread wakes: the wakeup fd's byte, written whichever thread got the signal, is what wakes it.
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(handled, _ignore)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        while (signum := reader.recv(1)[0]) == signal.SIGHUP:
+            log.info("ignored SIGHUP: there is no configuration to reload")
+        log.debug("received signal %d", signum)
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
 
-    def handle(signum: int, _frame: object) -> None:
-        stop.set()
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    stop.wait()
+def _ignore(_signum: int, _frame: object) -> None:
+    """Stands in for the default action (which ends the process); the wakeup fd does the rest."""

@@ -65,7 +65,8 @@ def check_endpoint(url: str, option: str) -> str:
 
 
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
-_PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# As the console shows it under My Credentials > API Credentials: a UUID without dashes.
+_PROJECT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def check_region(region: str) -> str:
@@ -76,7 +77,10 @@ def check_region(region: str) -> str:
 
 def check_project_id(project_id: str) -> str:
     if not _PROJECT_ID.fullmatch(project_id):
-        raise ConfigError(f"--project-id: {project_id!r} is not a project id (letters, digits, - and _)")
+        raise ConfigError(
+            f"--project-id: {project_id!r} is not a project id (32 hex characters, as listed under "
+            "My Credentials > API Credentials for the region)"
+        )
     return project_id
 
 

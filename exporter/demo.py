@@ -13,7 +13,7 @@ from dataclasses import replace
 from exporter.app import Exporter
 from exporter.cloud.credentials import AkSkCredentials
 from exporter.config import Config
-from exporter.serving.web import ExporterServer
+from exporter.serving.server import HttpServer
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
 
@@ -53,11 +53,8 @@ class Demo:
             self.simulator.stop()
             raise
         try:
-            self.server = ExporterServer(
-                self.exporter.wsgi_app(description="Demo mode: listing a built-in simulated VOD API."),
-                host,
-                port,
-            )
+            self.app = self.exporter.wsgi_app(description="Demo mode: listing a built-in simulated VOD API.")
+            self.server = HttpServer(self.app, host, port)
         except BaseException:
             self.exporter.close()
             self.simulator.stop()
@@ -72,6 +69,8 @@ class Demo:
         return f"http://{shown}:{self.server.port}{self.config.web.telemetry_path}"
 
     def stop(self) -> None:
-        self.server.stop()
+        """As ``serve`` stops: unready, the listing in flight drained, then the server stopped."""
+        self.app.shutting_down.set()
         self.exporter.close()
+        self.server.stop()
         self.simulator.stop()

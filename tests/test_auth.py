@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -352,11 +353,16 @@ def test_iam_server_error_is_retried_by_the_next_request(
     assert iam.call_count == 2
 
 
-def test_iam_unreachable_is_a_network_error(router: respx.MockRouter, iam_http: httpx.Client) -> None:
+def test_iam_unreachable_is_a_network_error_that_names_the_host(
+    router: respx.MockRouter, iam_http: httpx.Client
+) -> None:
     router.post(TOKENS_URL).mock(side_effect=httpx.ConnectTimeout("timed out"))
     router.get(LIST_URL).mock(return_value=httpx.Response(200))
-    with httpx.Client(auth=iam_auth(iam_http)) as client, pytest.raises(NetworkError):
+    with httpx.Client(auth=iam_auth(iam_http)) as client, pytest.raises(NetworkError) as caught:
         client.get(LIST_URL)
+    assert str(caught.value) == (
+        f"IAM token request failed: cannot reach {httpx.URL(IAM).host}: ConnectTimeout: timed out"
+    )
 
 
 @pytest.mark.parametrize(
@@ -377,6 +383,22 @@ def test_unusable_iam_answers_are_bad_responses(
     router.post(TOKENS_URL).mock(return_value=response)
     with pytest.raises(BadResponseError):
         iam_auth(iam_http).token()
+
+
+def test_an_oversized_iam_answer_is_a_bad_response_and_not_inflated(
+    router: respx.MockRouter, iam_http: httpx.Client
+) -> None:
+    # Valid JSON once inflated (trailing whitespace is allowed), so only a bound refuses it.
+    document = b'{"token": {"expires_at": "2023-11-15T22:13:20Z"}}' + b" " * (16 * 1024 * 1024)
+    bomb = httpx.Response(
+        201,
+        headers={"X-Subject-Token": "t", "Content-Encoding": "gzip"},
+        content=gzip.compress(document, compresslevel=1),
+    )
+    iam = router.post(TOKENS_URL).mock(return_value=bomb)
+    with pytest.raises(BadResponseError, match="IAM token request: the body is larger than 8 MiB"):
+        iam_auth(iam_http).token()
+    assert iam.calls[0].request.headers["Accept-Encoding"] == "gzip"
 
 
 def test_threads_share_one_login(router: respx.MockRouter, iam_http: httpx.Client) -> None:

@@ -82,6 +82,14 @@ def test_help_documents_defaults_and_env_vars(capsys: pytest.CaptureFixture[str]
         (["serve", "--region", "cn-north-4"], "set --project-id"),
         (["serve", *BASE, "--tasks.duration-buckets", "60,10"], "strictly increasing"),
         (["once", "--region", "Mars", "--project-id", PROJECT], "is not a Huawei Cloud region"),
+        (
+            ["once", "--region", "cn-north-4", "--project-id", "my-project"],
+            "--project-id: 'my-project' is not a project id (32 hex characters",
+        ),
+        (
+            ["once", "--region", "cn-north-4", "--project-id", PROJECT.upper()],
+            "is not a project id (32 hex characters",
+        ),
     ],
 )
 @pytest.mark.usefixtures("aksk")
@@ -136,6 +144,24 @@ def test_once_with_rejected_credentials_exits_1_with_the_reason(capsys: pytest.C
     assert err.count("\n") == 1
     assert "listing failed (auth)" in err and "APIGW.0301" in err
     assert f'huaweicloud_vod_up{{project_id="{PROJECT}"}} 0.0' in out
+
+
+@pytest.mark.usefixtures("aksk")
+def test_once_escapes_control_characters_in_the_upstream_message(capsys: pytest.CaptureFixture[str]) -> None:
+    forged = "denied\nvod-exporter: listing succeeded\x1b[1A"
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).respond(403, content=error_body("APIGW.0302", forged))
+        code, _, err = run(["once", *BASE, "--endpoint", ENDPOINT], capsys)
+    assert code == 1
+    assert err.count("\n") == 1 and "\x1b" not in err
+    assert "denied\\nvod-exporter: listing succeeded\\x1b[1A" in err
+
+
+def test_a_config_error_is_one_line_whatever_the_value(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(["serve", *BASE, "--auth.token-file", str(tmp_path / "no\nsuch")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "no\\nsuch" in err
 
 
 @pytest.mark.usefixtures("aksk")

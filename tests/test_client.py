@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import socket
 import threading
 import time
@@ -310,21 +312,6 @@ def test_an_answer_that_drips_in_is_cut_off_at_the_deadline() -> None:
         client.close()
 
 
-def test_a_body_that_cannot_be_decoded_is_a_bad_response_and_is_billed() -> None:
-    def corrupt(connection: socket.socket, stop: threading.Event) -> None:
-        body = b"not gzip at all"
-        connection.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-
-    with raw_server(corrupt) as url:
-        client, stats = make_client(ApiSettings(endpoint=url, project_id="p1", rate_limit=0, max_retries=0))
-        with pytest.raises(BadResponseError, match="cannot be decoded"):
-            list(client.iter_pages(time.monotonic() + 10))
-        client.close()
-    assert stats.requests() == {("list_editing_tasks", "200"): 1}
-
-
 def test_our_own_slowed_limit_is_neither_retried_nor_a_reason_to_slow_down(api_settings: ApiSettings) -> None:
     settings = replace(api_settings, rate_limit=1, throttle_backoff=0.001)
     limiter = RateLimiter(settings.rate_limit, 1)
@@ -389,4 +376,91 @@ def test_one_failed_page_fails_the_fetch(api_settings: ApiSettings) -> None:
             client.fetch_pages(
                 [PageRequest(0, 100), PageRequest(100, 100), PageRequest(200, 100)], far_deadline()
             )
+
+
+def unusable_answer(kind: str) -> bytes:
+    """The head (after the status line) and body of a 200 answer that must not become a page."""
+    if kind == "broken-gzip":
+        packed = b"not gzip at all"
+        return b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(packed), packed)
+    # Valid JSON however large (whitespace is allowed anywhere), so only a bound can refuse it.
+    document = b'{"total": 0, "tasks": []}' + b" " * (16 * 1024 * 1024)
+    if kind == "huge-body":
+        return b"Content-Length: %d\r\n\r\n%s" % (len(document), document)
+    packed = gzip.compress(document, compresslevel=1)
+    return b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(packed), packed)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("broken-gzip", "cannot be decoded"),
+        ("gzip-bomb", "larger than 8 MiB"),
+        ("huge-body", "larger than 8 MiB"),
+    ],
+)
+def test_an_unusable_body_is_a_bad_response_and_is_billed(kind: str, message: str) -> None:
+    def unusable(connection: socket.socket, stop: threading.Event) -> None:
+        with contextlib.suppress(OSError):  # the client hangs up once it has seen enough
+            connection.sendall(b"HTTP/1.1 200 OK\r\n" + unusable_answer(kind))
+
+    with raw_server(unusable) as url:
+        client, stats = make_client(ApiSettings(endpoint=url, project_id="p1", rate_limit=0, max_retries=0))
+        with pytest.raises(BadResponseError, match=message):
+            list(client.iter_pages(time.monotonic() + 10))
+        client.close()
+    assert stats.requests() == {("list_editing_tasks", "200"): 1}
+
+
+def test_pages_ask_for_gzip_only(api_settings: ApiSettings) -> None:
+    client, _ = make_client(api_settings)
+    with respx.mock() as mock:
+        route = serve_listing(mock, 1)
+        list(client.iter_pages(far_deadline()))
+    assert route.calls[0].request.headers["Accept-Encoding"] == "gzip"
+    client.close()
+
+
+def test_a_403_names_the_project_and_the_permission(api_settings: ApiSettings) -> None:
+    client, _ = make_client(api_settings)
+    message = "The IAM user is not authorized to access the API."
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).respond(403, content=error_body("APIGW.0302", message, request_id="rid-7"))
+        with pytest.raises(AuthError) as caught:
+            list(client.iter_pages(far_deadline()))
+    assert str(caught.value) == (
+        f"HTTP 403 APIGW.0302: {message} (request id rid-7); check that --project-id "
+        f"{api_settings.project_id} is the project of this region, and that the user has the "
+        "IAM permission vod:asset:listEditTask"
+    )
+    client.close()
+
+
+def test_a_host_that_does_not_resolve_is_named_with_a_hint(
+    api_settings: ApiSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real transport, with the resolver failing as it does for --region cn-north-44.
+    def no_such_name(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    client, _ = make_client(replace(api_settings, max_retries=0))
+    with pytest.raises(NetworkError) as caught:
+        list(client.iter_pages(far_deadline()))
+    assert str(caught.value) == (
+        "cannot reach vod.cn-north-4.myhuaweicloud.com: ConnectError: [Errno -2] Name or service "
+        "not known; the host name does not resolve: check --region and --endpoint"
+    )
+    client.close()
+
+
+def test_a_refused_connection_names_the_host(api_settings: ApiSettings) -> None:
+    client, _ = make_client(replace(api_settings, max_retries=0))
+    with respx.mock() as mock:
+        mock.get(TASKS_URL).mock(side_effect=httpx.ConnectError("[Errno 111] Connection refused"))
+        with pytest.raises(NetworkError) as caught:
+            list(client.iter_pages(far_deadline()))
+    assert str(caught.value) == (
+        "cannot reach vod.cn-north-4.myhuaweicloud.com: ConnectError: [Errno 111] Connection refused"
+    )
     client.close()

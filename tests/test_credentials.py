@@ -117,6 +117,25 @@ def test_half_an_environment_pair_falls_back_to_the_file_like_the_sdk(
     assert str(default_sdk_file(home)) in caplog.text
 
 
+@pytest.mark.parametrize("name", ["HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK"])
+@pytest.mark.parametrize("method", ["aksk", "auto"])
+def test_a_blank_environment_key_is_a_config_error(home: Path, name: str, method: str) -> None:
+    # Even with a complete SDK file and a token to fall back on: a blank key is a mistake.
+    write_sdk_file(default_sdk_file(home), "[basic]\nak = AKFILE\nsk = SKFILE\n")
+    env = {"HUAWEICLOUD_SDK_AK": "AKENV", "HUAWEICLOUD_SDK_SK": SECRET, "VOD_EXPORTER_AUTH_TOKEN": SECRET}
+    env[name] = " \t "
+    assert config_error(method, env, home=home) == f"{name} is blank: set it, or unset it"
+
+
+@pytest.mark.parametrize("key", ["ak", "sk"])
+def test_a_blank_key_in_the_sdk_file_is_a_config_error(home: Path, key: str) -> None:
+    values = {"ak": "AKFILE", "sk": SECRET, key: "   "}
+    path = write_sdk_file(default_sdk_file(home), f"[basic]\nak = {values['ak']}\nsk = {values['sk']}\n")
+    message = f"{path}: {key} in the [basic] section is blank: set it, or remove it"
+    assert config_error("aksk", {}, home=home) == message
+    assert config_error("auto", {"VOD_EXPORTER_AUTH_TOKEN": SECRET}, home=home) == message
+
+
 # --- AK/SK from the SDK credentials file -------------------------------------------------------
 
 
@@ -196,6 +215,48 @@ def test_file_without_basic_section_means_no_ak_sk(home: Path) -> None:
     message = config_error("aksk", {}, home=home)
     assert message.startswith("no AK/SK: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK")
     assert str(path) in message
+
+
+# --- file permissions -------------------------------------------------------------------------
+
+
+def secret_files(home: Path, tmp_path: Path) -> list[tuple[Path, dict[str, object]]]:
+    """Each kind of secret file, written, with the arguments that make ``auto`` read it."""
+    sdk_file = write_sdk_file(default_sdk_file(home), f"[basic]\nak = AK\nsk = {SECRET}\n")
+    token_file = write_sdk_file(tmp_path / "token", SECRET)
+    password_file = write_sdk_file(tmp_path / "password", SECRET)
+    iam = {"iam_username": "alice", "iam_domain": "acme", "iam_password_file": password_file}
+    return [(sdk_file, {}), (token_file, {"token_file": token_file}), (password_file, iam)]
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2], ids=["sdk-file", "token-file", "password-file"])
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_secret_file_open_to_group_or_others_is_warned_about(
+    home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: int, mode: int
+) -> None:
+    files = secret_files(home, tmp_path)
+    path, arguments = files[kind]
+    for other, _ in files:
+        other.chmod(0o600)
+    if kind:  # only the one file under test is read
+        default_sdk_file(home).unlink()
+    path.chmod(mode)
+    with caplog.at_level(logging.WARNING, logger="exporter.cloud.credentials"):
+        resolve_credentials("auto", {}, home=home, **arguments)  # type: ignore[arg-type]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path} is open to group or others (mode {mode:04o}): run chmod 600 {path}"
+    ]
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_a_private_secret_file_is_not_warned_about(
+    home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+) -> None:
+    for path, arguments in secret_files(home, tmp_path):
+        path.chmod(mode)
+        with caplog.at_level(logging.WARNING, logger="exporter.cloud.credentials"):
+            resolve_credentials("auto", {}, home=home, **arguments)  # type: ignore[arg-type]
+    assert caplog.records == []
 
 
 # --- static token ------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from prometheus_client import CollectorRegistry
 
 from exporter.cli import DEFAULT_LISTEN_ADDRESS, cli
 from exporter.config import ScrapeSettings, WebSettings
-from exporter.serving.web import ExporterApp, ExporterServer
+from exporter.serving.server import HttpServer
+from exporter.serving.web import WebApp
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -282,9 +283,9 @@ def test_oci_labels(final: list[Instruction]) -> None:
 
 
 @pytest.fixture
-def web_server() -> Iterator[ExporterServer]:
-    app = ExporterApp(lambda deadline: True, CollectorRegistry(), WebSettings(), ScrapeSettings())
-    server = ExporterServer(app, "127.0.0.1", 0)
+def web_server() -> Iterator[HttpServer]:
+    app = WebApp(lambda deadline: True, CollectorRegistry(), WebSettings(), ScrapeSettings())
+    server = HttpServer(app, "127.0.0.1", 0)
     server.start()
     try:
         yield server
@@ -313,7 +314,7 @@ def run_healthcheck(
 
 
 def test_healthcheck_passes_while_the_exporter_answers(
-    final: list[Instruction], web_server: ExporterServer, refusing_port: int
+    final: list[Instruction], web_server: HttpServer, refusing_port: int
 ) -> None:
     # Proxy variables given to the container must not send the loopback probe elsewhere.
     dead_proxy = f"http://127.0.0.1:{refusing_port}"

@@ -25,7 +25,7 @@ import yaml
 from exporter.app import Exporter
 from exporter.cloud.credentials import AkSkCredentials
 from exporter.config import ApiSettings, Config, ScrapeSettings, WebSettings
-from exporter.serving.web import ExporterServer
+from exporter.serving.server import HttpServer
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
 from tests.conftest import free_port, wait_for
@@ -104,7 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         web=WebSettings(host="127.0.0.1", port=0),
     )
     exporter = Exporter(config, AkSkCredentials(AK, SK), wall_clock=clock)
-    server = ExporterServer(exporter.wsgi_app(), "127.0.0.1", 0)
+    server = HttpServer(exporter.wsgi_app(), "127.0.0.1", 0)
     server.start()
     workdir = tmp_path_factory.mktemp("prometheus")
     prometheus_config = {

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import httpx
@@ -24,7 +25,7 @@ from prometheus_client import generate_latest
 from exporter.app import Exporter
 from exporter.cloud.credentials import AkSkCredentials, IamPasswordCredentials
 from exporter.config import ApiSettings, Config, ScrapeSettings
-from exporter.serving.web import ExporterServer
+from exporter.serving.server import HttpServer
 from exporter.simulator.faults import FaultSettings
 from exporter.simulator.identity import IamUser
 from exporter.simulator.server import Simulator
@@ -357,7 +358,7 @@ def test_once_as_a_new_user_meets_it(frozen_simulator: Simulator, tmp_path: obje
 def test_a_scrape_that_joins_a_slow_listing_answers_in_time_with_up_0(frozen_simulator: Simulator) -> None:
     frozen_simulator.faults = FaultSettings(latency=1.0)
     exporter = exporter_for(frozen_simulator)
-    server = ExporterServer(exporter.wsgi_app(), "127.0.0.1", 0)
+    server = HttpServer(exporter.wsgi_app(), "127.0.0.1", 0)
     server.start()
     url = f"http://127.0.0.1:{server.port}/metrics"
     try:
@@ -382,13 +383,10 @@ def test_a_scrape_that_joins_a_slow_listing_answers_in_time_with_up_0(frozen_sim
         exporter.close()
 
 
-@pytest.mark.parametrize("frozen_simulator", [250], indirect=True)
-def test_serve_lists_on_scrape_and_stops_cleanly_on_sigterm(
-    frozen_simulator: Simulator, tmp_path: object
-) -> None:
-    port = free_port()
+def start_serve(simulator: Simulator, home: object, port: int) -> subprocess.Popen[str]:
+    """``vod-exporter serve`` in a process of its own, listing ``simulator`` with AK/SK from the env."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_"))}
-    env.update(HOME=str(tmp_path), HUAWEICLOUD_SDK_AK=AK, HUAWEICLOUD_SDK_SK=SK, PYTHONUNBUFFERED="1")
+    env.update(HOME=str(home), HUAWEICLOUD_SDK_AK=AK, HUAWEICLOUD_SDK_SK=SK, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -398,9 +396,9 @@ def test_serve_lists_on_scrape_and_stops_cleanly_on_sigterm(
             "--project-id",
             PROJECT,
             "--endpoint",
-            frozen_simulator.url,
+            simulator.url,
             "--iam-endpoint",
-            frozen_simulator.url,
+            simulator.url,
             "--web.listen-address",
             f"127.0.0.1:{port}",
         ],
@@ -411,17 +409,72 @@ def test_serve_lists_on_scrape_and_stops_cleanly_on_sigterm(
     )
     try:
         wait_for("the exporter to be ready", lambda: _answers(f"http://127.0.0.1:{port}/-/ready"), 30, 0.05)
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=20).text
+    except BaseException:
+        process.kill()
+        process.communicate()
+        raise
+    return process
+
+
+@contextmanager
+def serving(simulator: Simulator, home: object) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    process = start_serve(simulator, home, port)
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("frozen_simulator", [250], indirect=True)
+def test_serve_lists_on_scrape_and_stops_cleanly_on_sigterm(
+    frozen_simulator: Simulator, tmp_path: object
+) -> None:
+    with serving(frozen_simulator, tmp_path) as (process, url):
+        text = httpx.get(url + "/metrics", timeout=20).text
         assert f'huaweicloud_vod_editing_tasks_reported{{project_id="{PROJECT}"}} 250.0' in text
         assert frozen_simulator.requests.count("tasks", 200) == 3
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=20)
         assert process.returncode == 0, err
         assert "shutting down" in err and SK not in err
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+
+
+def test_sigterm_during_a_slow_scrape_answers_it_and_is_unready_while_the_listing_drains(
+    frozen_simulator: Simulator, tmp_path: object
+) -> None:
+    with serving(frozen_simulator, tmp_path) as (process, url):
+        # 1,000 tasks are 10 pages: the first, then three rounds of four, a second each.
+        frozen_simulator.faults = FaultSettings(latency=1.0)
+        scrape: dict[str, httpx.Response] = {}
+        scraper = threading.Thread(
+            target=lambda: scrape.update(response=httpx.get(url + "/metrics", timeout=30))
+        )
+        scraper.start()
+        wait_for("the first page", lambda: frozen_simulator.requests.count("tasks") > 0, 10, 0.01)
+        process.send_signal(signal.SIGTERM)
+        # A refused connection here raises: the server must keep answering while it drains.
+        wait_for("/-/ready to answer 503", lambda: httpx.get(url + "/-/ready").status_code == 503, 10, 0.02)
+        assert httpx.get(url + "/-/healthy").status_code == 200
+        scraper.join(30)
+        assert scrape["response"].status_code == 200
+        assert f'huaweicloud_vod_up{{project_id="{PROJECT}"}} 1.0' in scrape["response"].text
+        _, err = process.communicate(timeout=20)
+        assert process.returncode == 0, err
+
+
+@pytest.mark.parametrize("frozen_simulator", [10], indirect=True)
+def test_sighup_is_logged_and_ignored(frozen_simulator: Simulator, tmp_path: object) -> None:
+    with serving(frozen_simulator, tmp_path) as (process, url):
+        process.send_signal(signal.SIGHUP)
+        assert httpx.get(url + "/metrics", timeout=20).status_code == 200
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+        assert process.returncode == 0, err
+        assert err.index("ignored SIGHUP") < err.index("shutting down")
 
 
 def _answers(url: str) -> bool:
@@ -439,12 +492,12 @@ UP = f'huaweicloud_vod_up{{project_id="{PROJECT}"}}'
 
 
 @contextlib.contextmanager
-def serving(simulator: Simulator, min_interval: float) -> Iterator[tuple[Exporter, str]]:
+def served_in_process(simulator: Simulator, min_interval: float) -> Iterator[tuple[Exporter, str]]:
     """The exporter served over HTTP, reusing a listing for ``min_interval``; its /metrics URL."""
     config = config_for(simulator)
     config = replace(config, scrape=replace(config.scrape, min_refresh_interval=min_interval))
     exporter = Exporter(config, AkSkCredentials(AK, SK), wall_clock=simulator.world._clock)
-    server = ExporterServer(exporter.wsgi_app(), "127.0.0.1", 0)
+    server = HttpServer(exporter.wsgi_app(), "127.0.0.1", 0)
     server.start()
     try:
         yield exporter, f"http://127.0.0.1:{server.port}/metrics"
@@ -459,7 +512,7 @@ def test_a_short_scrape_that_started_the_listing_does_not_fail_a_longer_one(
     frozen_simulator: Simulator, min_interval: float
 ) -> None:
     frozen_simulator.faults = FaultSettings(latency=0.8)  # two pages, one after the other: > 1.6 s
-    with serving(frozen_simulator, min_interval) as (exporter, url):
+    with served_in_process(frozen_simulator, min_interval) as (exporter, url):
         results: dict[str, str] = {}
         short = threading.Thread(target=lambda: results.update(short=scrape(url, "1")))
         short.start()
@@ -478,7 +531,7 @@ def test_a_scrape_announcing_no_time_at_all_spoils_nothing_for_the_interval(
     frozen_simulator: Simulator,
 ) -> None:
     frozen_simulator.faults = FaultSettings(latency=0.2)
-    with serving(frozen_simulator, min_interval=60.0) as (exporter, url):
+    with served_in_process(frozen_simulator, min_interval=60.0) as (exporter, url):
         assert f"{UP} 0.0" in scrape(url, "0")  # it could not wait, and says so
         for _ in range(3):
             assert f"{UP} 1.0" in scrape(url, "15")
@@ -490,7 +543,7 @@ def test_a_scrape_announcing_no_time_at_all_spoils_nothing_for_the_interval(
 @pytest.mark.parametrize("frozen_simulator", [10], indirect=True)
 def test_a_wrong_secret_key_costs_one_call_however_often_it_is_scraped(frozen_simulator: Simulator) -> None:
     exporter = exporter_for(frozen_simulator, AkSkCredentials(AK, "not-the-secret"))
-    server = ExporterServer(exporter.wsgi_app(), "127.0.0.1", 0)
+    server = HttpServer(exporter.wsgi_app(), "127.0.0.1", 0)
     server.start()
     url = f"http://127.0.0.1:{server.port}/metrics"
     try:

@@ -23,13 +23,14 @@ from urllib.parse import parse_qsl
 import httpx
 
 from exporter.cloud import signing
+from exporter.cloud.bodies import ACCEPT_ENCODING, read_body
 from exporter.cloud.credentials import (
     AkSkCredentials,
     Credentials,
     IamPasswordCredentials,
     StaticTokenCredentials,
 )
-from exporter.cloud.errors import AuthError, BadResponseError, NetworkError, classify_response
+from exporter.cloud.errors import ApiError, AuthError, BadResponseError, classify_response, unreachable
 from exporter.timestamps import parse_timestamp
 
 log = logging.getLogger("exporter.cloud.auth")
@@ -261,14 +262,17 @@ class IamTokenAuth(httpx.Auth):
             }
         }
         try:
-            response = self._http.post(self._url, json=body)
+            with self._http.stream("POST", self._url, json=body, headers=ACCEPT_ENCODING) as response:
+                content = read_body(response)
         except httpx.TransportError as error:
-            raise NetworkError(f"IAM token request failed: {type(error).__name__}: {error}") from error
+            failure = unreachable(httpx.URL(self._url).host, error)
+            failure.args = (f"IAM token request failed: {failure.args[0]}",)
+            raise failure from error
+        except BadResponseError as error:
+            raise _from_iam(error) from None
         request_id = response.headers.get("X-Request-Id")
         if response.status_code != 201:
-            rejection = classify_response(response.status_code, response.content, request_id)
-            rejection.args = (f"IAM token request: {rejection.args[0]}",)
-            raise rejection
+            raise _from_iam(classify_response(response.status_code, content, request_id))
         token = response.headers.get("X-Subject-Token")
         if not token:
             raise BadResponseError(
@@ -277,7 +281,7 @@ class IamTokenAuth(httpx.Auth):
                 request_id=request_id,
             )
         try:
-            expires_at = parse_timestamp(json.loads(response.content)["token"]["expires_at"])
+            expires_at = parse_timestamp(json.loads(content)["token"]["expires_at"])
         except (ValueError, KeyError, TypeError):
             raise BadResponseError(
                 "IAM token request: HTTP 201 without a valid token.expires_at",
@@ -290,6 +294,12 @@ class IamTokenAuth(httpx.Auth):
 # A token is always used for at least this long, even if the clocks disagree about its expiry:
 # logging in on every request would be worse than an occasional 401.
 _MIN_TOKEN_USE = 60.0
+
+
+def _from_iam(error: ApiError) -> ApiError:
+    """``error`` with a message that says it came from the IAM login, not from the VOD API."""
+    error.args = (f"IAM token request: {error.args[0]}",)
+    return error
 
 
 def _refresh_time(now: float, expires_at: float, margin: float) -> float:
@@ -311,6 +321,7 @@ def _copy(error: AuthError, note: str) -> AuthError:
         error_code=error.error_code,
         error_msg=error.error_msg,
         request_id=error.request_id,
+        hint=error.hint,
     )
 
 

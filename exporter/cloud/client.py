@@ -22,16 +22,17 @@ from dataclasses import dataclass
 
 import httpx
 
+from exporter.cloud.bodies import ACCEPT_ENCODING, read_body
 from exporter.cloud.errors import (
     ApiError,
     BadResponseError,
     DeadlineExceeded,
-    NetworkError,
     RequestTimeout,
     SlowedDown,
     ThrottledError,
     classify_response,
     is_retryable,
+    unreachable,
 )
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import ApiSettings
@@ -41,6 +42,7 @@ from exporter.timestamps import TimestampMemo
 log = logging.getLogger(__name__)
 
 OPERATION = "list_editing_tasks"
+LIST_PERMISSION = "vod:asset:listEditTask"  # the IAM action this call needs
 
 Deadline = Callable[[], float]  # a clock() value, re-read: the listing's owner may move it
 
@@ -76,6 +78,7 @@ class VodClient:
         self._jitter = jitter
         self._limiter = limiter or RateLimiter(settings.rate_limit, settings.concurrency, clock=clock)
         self._url = f"{settings.endpoint}/v1/{settings.project_id}/asset/editing/tasks"
+        self._host = httpx.URL(settings.endpoint).host
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="vod-page")
         self._times = TimestampMemo()
 
@@ -231,31 +234,37 @@ class VodClient:
         )
         timeout = min(self._settings.request_timeout, remaining)
         try:
-            with self._http.stream("GET", self._url, params=params, timeout=timeout) as response:
+            with self._http.stream(
+                "GET", self._url, params=params, headers=ACCEPT_ENCODING, timeout=timeout
+            ) as response:
                 body = self._read_body(response, deadline, abandoned)
         except httpx.TimeoutException as error:
             if self._clock() >= deadline():
                 raise _past_deadline() from error
             raise RequestTimeout(f"no answer within {self._settings.request_timeout:g}s") from error
         except httpx.TransportError as error:
-            raise NetworkError(f"{type(error).__name__}: {error}") from error
-        except httpx.DecodingError as error:
-            raise BadResponseError(f"the body cannot be decoded: {error}") from error
+            raise unreachable(self._host, error) from error
         request_id = response.headers.get("X-Request-Id")
         if response.status_code != 200:
-            raise classify_response(response.status_code, body, request_id)
+            rejection = classify_response(response.status_code, body, request_id)
+            if response.status_code == 403:
+                # The gateway's 0302 speaks of IAM, but a mistyped project id gets the same answer.
+                rejection.hint = (
+                    f"check that --project-id {self._settings.project_id} is the project of this "
+                    f"region, and that the user has the IAM permission {LIST_PERMISSION}"
+                )
+            raise rejection
         self._limiter.succeeded()
         return _Answer(offset, body, request_id)
 
     def _read_body(self, response: httpx.Response, deadline: Deadline, abandoned: threading.Event) -> bytes:
         # httpx's timeouts bound each read, not the whole body: an API that drips its answer
-        # would hold this thread past the deadline, so the body is read in chunks and checked.
-        chunks = []
-        for chunk in response.iter_bytes():
+        # would hold this thread past the deadline, so the deadline is checked at every chunk.
+        def check() -> None:
             if abandoned.is_set() or self._clock() >= deadline():
                 raise _past_deadline()
-            chunks.append(chunk)
-        return b"".join(chunks)
+
+        return read_body(response, check=check)
 
 
 def _fixed(deadline: float) -> Deadline:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import logging
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,11 @@ def _aksk(env: Mapping[str, str], home: Path) -> AkSkCredentials:
 def _look_up_aksk(env: Mapping[str, str], home: Path) -> _AkSkLookup:
     explicit_file = _value(env, ENV_CREDENTIALS_FILE)
     path = Path(explicit_file) if explicit_file is not None else home / SDK_DEFAULT_FILE
+    for name in (ENV_AK, ENV_SK):
+        value = env.get(name)
+        if value and value.isspace():
+            # Not "unset" (as an empty value is): a value was meant and got lost in quoting.
+            raise ConfigError(f"{name} is blank: set it, or unset it")
     access_key, secret_key = _value(env, ENV_AK), _value(env, ENV_SK)
     if access_key is not None and secret_key is not None:
         # As in the SDK, a complete pair in the environment wins and the file is not even read.
@@ -163,6 +169,9 @@ def _look_up_aksk(env: Mapping[str, str], home: Path) -> _AkSkLookup:
     section = _read_sdk_file(path, explicit=explicit_file is not None)
     if section is None:
         return _AkSkLookup(None, env_problem, path)
+    for key in ("ak", "sk"):
+        if key in section and not section[key].strip():
+            raise ConfigError(f"{path}: {key} in the [basic] section is blank: set it, or remove it")
     file_ak, file_sk = section.get("ak") or None, section.get("sk") or None
     if file_ak is None or file_sk is None:
         if file_ak is None and file_sk is None:
@@ -267,8 +276,10 @@ def _value(env: Mapping[str, str], name: str) -> str | None:
 
 
 def _read_text(path: Path, option: str) -> str:
+    """The text of a file that holds secrets; warns, as ssh does, when others may read it."""
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
+        mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         raise ConfigError(f"{option}: {path} does not exist") from None
     except UnicodeDecodeError:
@@ -276,3 +287,6 @@ def _read_text(path: Path, option: str) -> str:
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise ConfigError(f"{option}: cannot read {path} ({reason})") from None
+    if mode & 0o077:
+        log.warning("%s is open to group or others (mode %04o): run chmod 600 %s", path, mode, path)
+    return text

@@ -2,15 +2,32 @@
 ``huaweicloud_vod_scrape_errors_total`` that an answer (or its lack) can cause.
 
 ``classify_response`` is the one place that turns an HTTP error answer into an exception, and each
-class's ``reason`` is the one place that names its label.
+class's ``reason`` is the one place that names its label. Every string in an ``ApiError`` passes
+through ``one_line``, since most come from the upstream and end up in one-line messages and logs.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 from collections.abc import Mapping
 
 from exporter.failures import ListingFailed
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: anything that could
+# end a line or drive a terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``), so that an
+    upstream string can neither forge a line of output nor send a terminal sequence."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _one_line_or_none(text: str | None) -> str | None:
+    return one_line(text) if text is not None else None
 
 
 class ApiError(ListingFailed):
@@ -26,16 +43,19 @@ class ApiError(ListingFailed):
         error_code: str | None = None,
         error_msg: str | None = None,
         request_id: str | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(one_line(message))
         self.status = status
-        self.error_code = error_code
-        self.error_msg = error_msg
-        self.request_id = request_id
+        self.error_code = _one_line_or_none(error_code)
+        self.error_msg = _one_line_or_none(error_msg)
+        self.request_id = _one_line_or_none(request_id)
+        self.hint = hint  # what the user can do about it, when the answer alone does not say
 
     def __str__(self) -> str:
         text = super().__str__()
-        return f"{text} (request id {self.request_id})" if self.request_id else text
+        text = f"{text} (request id {self.request_id})" if self.request_id else text
+        return f"{text}; {self.hint}" if self.hint else text
 
 
 class AuthError(ApiError):
@@ -100,6 +120,13 @@ _GATEWAY_CODES: Mapping[str, type[ApiError]] = {
 
 _RETRYABLE = (ThrottledError, ServerError, NetworkError)
 
+# The gateway's 0301 message once an access key has failed to authenticate 5 times in a row.
+_KEY_LOCKED = "AK access failed to reach the limit"
+_KEY_LOCKED_HINT = (
+    "the access key is locked for 5 minutes after 5 failed authentications in a row: "
+    "fix the SK, then wait 5 minutes"
+)
+
 
 def is_retryable(error: ApiError) -> bool:
     return isinstance(error, _RETRYABLE)
@@ -117,7 +144,21 @@ def classify_response(status: int, body: bytes, request_id: str | None) -> ApiEr
         error_code=error_code,
         error_msg=error_msg,
         request_id=request_id,
+        hint=_KEY_LOCKED_HINT if error_msg and _KEY_LOCKED in error_msg else None,
     )
+
+
+def unreachable(host: str, error: Exception) -> NetworkError:
+    """A ``NetworkError`` for a request to ``host`` that got no answer, naming the host (the
+    resolver's own message does not) and saying what to check when the name does not resolve."""
+    causes: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in causes:  # a chain may loop back on itself
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    unresolved = any(isinstance(cause, socket.gaierror) for cause in causes)
+    hint = "the host name does not resolve: check --region and --endpoint" if unresolved else None
+    return NetworkError(f"cannot reach {host}: {type(error).__name__}: {error}", hint=hint)
 
 
 def _class_for(status: int, error_code: str | None) -> type[ApiError]:

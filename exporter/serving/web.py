@@ -11,14 +11,11 @@ from __future__ import annotations
 import gzip
 import html
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
@@ -29,7 +26,7 @@ from exporter.config import ScrapeSettings, WebSettings
 from exporter.serving.collector import MissedDeadline
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +45,7 @@ def scrape_budget(environ: WSGIEnvironment, settings: ScrapeSettings) -> float:
     return max(budget, 0.0)
 
 
-class ExporterApp:
+class WebApp:
     def __init__(
         self,
         refresh: Callable[[float], bool],
@@ -144,41 +141,3 @@ def _landing(start_response: StartResponse, telemetry_path: str, description: st
         "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data)))]
     )
     return [data]
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _IPv6ThreadingWSGIServer(_ThreadingWSGIServer):
-    address_family = socket.AF_INET6
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class ExporterServer:
-    """The WSGI app on a threading HTTP server, served from a background thread."""
-
-    def __init__(self, app: WSGIApplication, host: str, port: int) -> None:
-        server_class = _IPv6ThreadingWSGIServer if ":" in host else _ThreadingWSGIServer
-        self._server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
-        # A short poll interval makes shutdown (SIGTERM, tests) prompt.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="http", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()

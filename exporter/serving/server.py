@@ -1,0 +1,102 @@
+"""The HTTP server under the WSGI app: waitress, with every resource bounded.
+
+Chosen by measurement over wsgiref (the first release) and cheroot; see ``benchmarks/http_server.py``
+and docs/benchmarks.md. waitress reads requests in one event loop and hands only complete requests
+to a fixed pool of workers, so a silent or slow client holds neither a thread nor, past the
+connection limit, a file descriptor:
+
+- the listen backlog is 1,024 (the kernel may cap it lower: ``net.core.somaxconn``);
+- a connection that sends nothing, or stops halfway through a request, or idles between
+  requests, is closed after ``timeout`` seconds; a scrape that takes long in the app is not cut;
+- at most ``max_connections`` are open at once, never more than the descriptor limit allows less a
+  reserve for the exporter's own sockets: beyond that, new connections wait in the backlog instead
+  of making ``accept()`` fail in a loop;
+- ``workers`` threads run the app: scrapes that wait for the same listing each hold one, so there
+  are enough for several Prometheus servers and the health checks beside them.
+
+waitress documents ``serve()``, which blocks and has no graceful stop. ``create_server`` with our
+own socket map, its task dispatcher's ``shutdown`` and the channels' ``writable`` are what its own
+``serve`` and tests use, but not documented as public: pyproject.toml keeps waitress below 4, and
+CI runs the suite on the oldest and the newest release allowed.
+"""
+
+from __future__ import annotations
+
+import resource
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import waitress  # type: ignore[import-untyped]
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+# Descriptors kept back from the connection limit for what the exporter itself opens: the API
+# client's pooled connections, the log, the interpreter's own files.
+RESERVED_DESCRIPTORS = 32
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    timeout: int = 10  # seconds; waitress counts whole seconds
+    max_connections: int = 512
+    workers: int = 16
+    backlog: int = 1024
+    shutdown_timeout: float = 5.0  # for the requests in flight when the server stops
+
+
+def connection_limit(wanted: int) -> int:
+    """``wanted``, or fewer when the soft descriptor limit would not allow that many."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - RESERVED_DESCRIPTORS))
+
+
+class HttpServer:
+    """The WSGI app served from a background thread; ``start()``, then ``stop()``."""
+
+    def __init__(
+        self, app: WSGIApplication, host: str, port: int, limits: ServerLimits = ServerLimits()
+    ) -> None:
+        self._limits = limits
+        # Ours, so that stop() can close what is left in it and end the loop.
+        self._map: dict[int, waitress.wasyncore.dispatcher] = {}
+        self._server = waitress.create_server(
+            app,
+            map=self._map,
+            host=host or "0.0.0.0",
+            port=port,
+            ident="vod-exporter",
+            threads=limits.workers,
+            backlog=limits.backlog,
+            connection_limit=connection_limit(limits.max_connections),
+            channel_timeout=limits.timeout,
+            # How often idle connections are looked for: a silent one lives at most a second longer.
+            cleanup_interval=1,
+            # poll() has no limit on descriptor numbers, unlike select()'s 1,024.
+            asyncore_use_poll=True,
+        )
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Let the requests in flight finish and their answers go out, then close everything."""
+        # While the loop still runs, so that the answers being written reach the client.
+        self._server.task_dispatcher.shutdown(timeout=self._limits.shutdown_timeout)
+        deadline = time.monotonic() + self._limits.shutdown_timeout
+        pause = threading.Event()
+        while time.monotonic() < deadline and any(channel.writable() for channel in list(self._map.values())):
+            pause.wait(0.01)
+        self._server.close()
+        for channel in list(self._map.values()):
+            channel.close()
+        self._thread.join(self._limits.shutdown_timeout)

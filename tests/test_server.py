@@ -1,0 +1,124 @@
+"""The HTTP server against careless and hostile clients: bursts, silent connections, broken
+request lines and a low descriptor limit. Every client is on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.serving.server import HttpServer, ServerLimits
+from tests.conftest import wait_for
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+# Small, so that the tests that wait for a timeout are quick.
+QUICK = ServerLimits(timeout=1)
+
+
+def healthy(environ: dict[str, object], start_response: object) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])  # type: ignore[operator]
+    return [b"ok\n"]
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    server = HttpServer(healthy, "127.0.0.1", 0, QUICK)  # type: ignore[arg-type]
+    server.start()
+    try:
+        yield server.port
+    finally:
+        server.stop()
+
+
+def ask(port: int, request: bytes, timeout: float = 20.0) -> bytes:
+    """All the server sends back before it closes; raises if it neither answers nor closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
+
+
+GET_HEALTHY = b"GET /-/healthy HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+
+
+def test_200_concurrent_connections_are_all_answered(port: int) -> None:
+    clients = 200
+    barrier = threading.Barrier(clients)
+    answers: list[bytes] = []
+
+    def client() -> None:
+        barrier.wait()
+        try:
+            answers.append(ask(port, GET_HEALTHY, timeout=10))
+        except OSError as error:
+            answers.append(repr(error).encode())
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failed = [answer for answer in answers if not _is_ok(answer)]
+    assert not failed, f"{len(failed)} of {clients} not answered, e.g. {failed[0]!r}"
+
+
+def test_a_silent_connection_is_closed_after_the_timeout(port: int) -> None:
+    assert ask(port, b"") == b""
+
+
+def test_a_request_line_without_a_version_is_answered_or_closed(port: int) -> None:
+    answer = ask(port, b"GET /-/healthy\r\n")
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400 ")
+
+
+def test_silent_connections_beyond_the_descriptor_limit_leave_the_server_answering(tmp_path: Path) -> None:
+    """With 64 descriptors and twice as many silent connections, /-/healthy still gets an answer."""
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
+        "from exporter.serving.server import HttpServer, ServerLimits\n"
+        "from tests.test_server import healthy\n"
+        "server = HttpServer(healthy, '127.0.0.1', 0, ServerLimits(timeout=1))\n"
+        "server.start()\n"
+        "print(server.port, flush=True)\n"
+        "sys.stdin.read()\n"
+        "server.stop()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    silent: list[socket.socket] = []
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        port = int(process.stdout.readline())
+        for _ in range(128):
+            silent.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        wait_for("an answer on /-/healthy", lambda: _answers(port), timeout=30, every=0.1)
+        process.stdin.close()
+        assert process.wait(timeout=20) == 0
+    finally:
+        for sock in silent:
+            sock.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return _is_ok(ask(port, GET_HEALTHY, timeout=5))
+    except OSError:
+        return False
+
+
+def _is_ok(answer: bytes) -> bool:
+    return answer.startswith(b"HTTP/1.") and answer[8:13] == b" 200 "

@@ -19,6 +19,7 @@ from exporter.cloud.client import VodClient
 from exporter.cloud.credentials import Credentials
 from exporter.config import Config
 from exporter.listing.coordinator import ListingCoordinator
+from exporter.listing.strategy import ListingStrategy
 from exporter.serving.collector import VodCollector
 from exporter.serving.web import WebApp
 from exporter.store import StoreView, TaskStore
@@ -69,9 +70,22 @@ class Exporter:
         )
         self.client = VodClient(api, self._http, clock=clock)
         self.store = TaskStore(config.api.project_id, config.series, started_at=wall_clock())
+        self.strategy = ListingStrategy(
+            self.client,
+            self.store,
+            config.listing,
+            config.series,
+            page_size=api.page_size,
+            concurrency=api.concurrency,
+            rate_limit=api.rate_limit,
+            drift_retries=config.scrape.drift_retries,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
         self.coordinator = ListingCoordinator(
             self.client,
             self.store,
+            strategy=self.strategy,
             min_refresh_interval=config.scrape.min_refresh_interval,
             listing_timeout=config.scrape.timeout,
             drift_retries=config.scrape.drift_retries,

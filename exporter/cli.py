@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -350,6 +351,8 @@ def once(**options: Any) -> None:
 
     from exporter.app import Exporter
 
+    # One complete listing: there is no next pass for an incremental one to save calls in.
+    config = replace(config, listing=replace(config.listing, mode="full"))
     exporter = Exporter(config, credentials, runtime_metrics=False)
     try:
         view = exporter.list_once()

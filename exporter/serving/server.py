@@ -59,9 +59,9 @@ class HttpServer:
     """The WSGI app served from a background thread; ``start()``, then ``stop()``."""
 
     def __init__(
-        self, app: WSGIApplication, host: str, port: int, limits: ServerLimits = ServerLimits()
+        self, app: WSGIApplication, host: str, port: int, limits: ServerLimits | None = None
     ) -> None:
-        self._limits = limits
+        self._limits = limits = limits or ServerLimits()
         # Ours, so that stop() can close what is left in it and end the loop.
         self._map: dict[int, waitress.wasyncore.dispatcher] = {}
         self._server = waitress.create_server(

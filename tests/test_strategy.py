@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from exporter.cloud.errors import ServerError
 from exporter.config import ListingSettings, SeriesSettings
 from exporter.failures import InconsistentListing
 from exporter.known import Order
@@ -169,3 +170,30 @@ def test_a_task_created_in_the_same_second_as_the_youngest_is_not_missed() -> No
         listing.add(top)
     runner.run(far(clock))
     assert_published_exactly(store.view(), listing)
+
+
+class Flaky(Listing):
+    """Fails every third fetch with a 5xx, as a busy API does now and then."""
+
+    def __init__(self, order: Order, tasks: list) -> None:  # type: ignore[type-arg]
+        super().__init__(order, tasks)
+        self.fetches = 0
+
+    def fetch_pages(self, requests, deadline):  # type: ignore[no-untyped-def]
+        self.fetches += 1
+        if self.fetches % 3 == 0:
+            raise ServerError("HTTP 503 APIGW.0613: busy")
+        return super().fetch_pages(requests, deadline)
+
+
+def test_a_background_listing_survives_passing_api_failures() -> None:
+    listing = Flaky(Order.NEWEST_FIRST, history(4000))
+    runner, store, clock = strategy(listing, rate_limit=1.0)
+    with pytest.raises(ListingPending):
+        runner.run(far(clock))
+    wait_for("the background listing", lambda: runner._background is not None and runner._background.done)
+    assert runner._background is not None and runner._background.error is None
+    listing.fetches = 1  # the pass that takes it over is not interrupted
+    runner.run(far(clock))
+    assert_published_exactly(store.view(), listing)
+    runner.close()

@@ -23,6 +23,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Protocol
 
+from exporter.cloud.errors import AuthError
 from exporter.config import ListingSettings, SeriesSettings
 from exporter.failures import InconsistentListing, ListingFailed
 from exporter.known import KnownTasks, Order
@@ -38,6 +39,11 @@ Deadline = Callable[[], float]
 
 FULL, INCREMENTAL, SYNC = "full", "incremental", "sync"
 _BACKGROUND_ROUND_SECONDS = 60.0
+# A background round that fails (429, 5xx, network) is read again after a pause growing from the
+# first to the max; after this many failures in a row the listing gives up.
+_BACKGROUND_ROUND_RETRIES = 10
+_BACKGROUND_RETRY_FIRST = 2.0
+_BACKGROUND_RETRY_MAX = 60.0
 
 
 class PageSource(Protocol):
@@ -279,10 +285,24 @@ class ListingStrategy:
             pause = (
                 0.0 if self._rate_limit <= 0 else 1.0 / (self._rate_limit * self._settings.sync_rate_share)
             )
+            failures = 0
             while not sync.done and not self._stopping.is_set():
                 requests = sync.next_requests(self._concurrency)
                 round_started = self._clock()
-                pages = self._client.fetch_pages(requests, self._round_deadline())
+                try:
+                    pages = self._client.fetch_pages(requests, self._round_deadline())
+                except AuthError:
+                    raise  # retrying would only bring the key closer to its lock
+                except ListingFailed as error:
+                    # 429s, 5xx, a network outage: the round is read again later, so that a
+                    # passing fault does not throw away what a long listing has read so far.
+                    failures += 1
+                    if failures > _BACKGROUND_ROUND_RETRIES:
+                        raise
+                    log.info("background listing round failed, trying again: %s", error)
+                    self._pace(min(_BACKGROUND_RETRY_MAX, _BACKGROUND_RETRY_FIRST * 2 ** (failures - 1)))
+                    continue
+                failures = 0
                 for page in pages:
                     for task in sync.add(page):
                         picker.offer(task)

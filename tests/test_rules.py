@@ -50,6 +50,15 @@ CONTRACT_METRICS = frozenset(
         "huaweicloud_vod_editing_tasks_created_total",
         "huaweicloud_vod_editing_tasks_finished_total",
         *_histogram("huaweicloud_vod_editing_finished_task_duration_seconds"),
+        "huaweicloud_vod_editing_tasks_tracked",
+        # How listings are made (docs/incremental-listing.md, "Metrics").
+        "huaweicloud_vod_listing_mode",
+        "huaweicloud_vod_listing_order",
+        "huaweicloud_vod_listing_calls",
+        "huaweicloud_vod_listing_fallbacks_total",
+        "huaweicloud_vod_listing_sync_progress_ratio",
+        "huaweicloud_vod_listing_reconciliations_total",
+        "huaweicloud_vod_listing_reconciliation_mismatches_total",
     }
 )
 # Series Prometheus writes itself for every scrape target.

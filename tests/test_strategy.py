@@ -197,3 +197,20 @@ def test_a_background_listing_survives_passing_api_failures() -> None:
     runner.run(far(clock))
     assert_published_exactly(store.view(), listing)
     runner.close()
+
+
+def test_a_big_project_whose_order_cannot_be_read_by_age_is_listed_in_the_scrape() -> None:
+    listing = unordered()
+    listing.tasks = sorted(history(4000), key=lambda task: task.task_id[::-1])
+    runner, store, clock = strategy(listing, rate_limit=1.0)
+    with pytest.raises(ListingPending):
+        runner.run(far(clock))  # too big for the scrape: to the background, on a guessed order
+    wait_for("the background listing", lambda: runner._background is not None and runner._background.done)
+    listing.calls = 0
+    # The guess failed (counted), and there is no second background listing: a complete listing
+    # in the scrape, as before incremental listing.
+    runner.run(far(clock))
+    assert runner._background is None
+    assert set(store.view().listing.fallbacks) & {"order_changed", "duplicate", "order_unknown"}
+    assert listing.calls == 40
+    assert_published_exactly(store.view(), listing)

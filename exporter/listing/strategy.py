@@ -114,7 +114,9 @@ class ListingStrategy:
         self._recent: tuple[Task, ...] = ()  # recently finished tasks, for per-task series
         self._order = Order.UNKNOWN
         self._reason = "learning"  # why the next listing is of its kind
-        self._too_big = False  # a complete listing did not fit a scrape
+        # A background listing by age index failed on the order: complete listings stay in the
+        # scrape, as before incremental listing, however long they take (exact, or a timeout).
+        self._no_background = False
         self._last_complete = clock()
         self._background: _Background | None = None
         self._stopping = threading.Event()
@@ -140,10 +142,6 @@ class ListingStrategy:
             self._incremental(deadline, started)
             return
         if self._background is not None:
-            raise self._pending()
-        if self._too_big:
-            known_order = self._order if self._order is not Order.UNKNOWN else None
-            self._start_background(known_order, reconciling=False)
             raise self._pending()
         if self._settings.mode == INCREMENTAL and self._reason == "order_unknown":
             raise OrderUnknown("the API's order could not be learned: incremental passes are impossible")
@@ -172,8 +170,7 @@ class ListingStrategy:
             with closing(self._client.iter_pages(deadline)) as pages:
                 for page in pages:
                     calls += 1
-                    if page.offset == 0 and self._settings.mode != FULL and self._cannot_fit(page, deadline):
-                        self._too_big = True
+                    if page.offset == 0 and self._goes_to_background(page, deadline):
                         self._start_background(None, reconciling=False)
                         raise self._pending()
                     builder.add(page)
@@ -197,6 +194,7 @@ class ListingStrategy:
             self._known = known
             self._recent = tuple(task for task in snapshot.series_tasks if not task.is_open)
             self._reason = "order_verified"
+            self._no_background = False
         elif self._settings.mode != FULL:
             self._reason = "order_unknown"
         self._store.record_success(
@@ -206,10 +204,10 @@ class ListingStrategy:
             ListingFacts(mode=FULL, reason=reason, order=known.order.value, calls=calls),
         )
 
-    def _cannot_fit(self, first: Page, deadline: Deadline) -> bool:
+    def _goes_to_background(self, first: Page, deadline: Deadline) -> bool:
         """Whether the rest of a complete listing could not finish by the deadline at the rate
         limit: then it goes to the background at once, not after a wasted scrape."""
-        if self._rate_limit <= 0:
+        if self._settings.mode == FULL or self._no_background or self._rate_limit <= 0:
             return False
         remaining_pages = max(0, math.ceil(first.total / self._page_size) - 1)
         return remaining_pages / self._rate_limit > deadline() - self._clock()
@@ -345,15 +343,17 @@ class ListingStrategy:
         It is brought to the present by an incremental pass, and wins over the incremental state
         where they differ (reconciliation): the difference is counted.
         """
-        self._too_big = False
         if background.error is not None or background.known is None:
             error = background.error
             reason = getattr(error, "reason", "internal")
             log.warning("background complete listing failed: %s", error, extra={"reason": reason})
             if isinstance(error, PassRejected):
+                # The API is not in the order it was read by: there is no listing that tasks
+                # arriving meanwhile cannot break, so none in the background either.
                 self._store.record_fallback(error.reason)
                 self._order = Order.UNKNOWN
                 self._reason = "order_unknown"
+                self._no_background = True
             return False
         live = self._known
         result, calls = self._pass(background.known, deadline)

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 
+from benchmarks.simulator_world import issue_world
 from exporter.app import Exporter
 from exporter.cloud.credentials import AkSkCredentials
 from exporter.config import ApiSettings, Config, ListingSettings, ScrapeSettings
@@ -42,20 +43,9 @@ class SimulatedTime:
 
 
 def busy(tasks: int, **changes: object) -> WorldSettings:
-    """A busy pipeline: ~1.8 new tasks a second in bursts sharing a second, a few hundred open,
-    3 stuck in PROCESSING deep in the history."""
-    settings = WorldSettings(
-        tasks=tasks,
-        seed=5,
-        arrival_rate=1.8,
-        burst_size=3.0,
-        wait_mean=30.0,
-        duration_median=210.0,
-        duration_sigma=0.55,
-        history=tasks / 1.8,
-        stuck_tasks=3,
-    )
-    return replace(settings, **changes)  # type: ignore[arg-type]
+    """The issue's busy pipeline: ~1.8 new tasks a second in bursts sharing a second, a few
+    hundred open, 3 stuck in PROCESSING deep in the history."""
+    return replace(issue_world(tasks, seed=5), **changes)  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -48,6 +48,20 @@ Deadline = Callable[[], float]  # a clock() value, re-read: the listing's owner 
 
 
 @dataclass(frozen=True, slots=True)
+class _Query:
+    """One request of the listing: a page by offset and limit, or one task by its id."""
+
+    offset: int
+    limit: int
+    task_id: str | None = None
+
+    def params(self) -> dict[str, str]:
+        if self.task_id is not None:
+            return {"task_id": self.task_id}
+        return {"offset": str(self.offset), "limit": str(self.limit)}
+
+
+@dataclass(frozen=True, slots=True)
 class _Answer:
     """A 200 answer's body, parsed by the consumer rather than by the worker that fetched it."""
 
@@ -95,7 +109,8 @@ class VodClient:
         if not callable(deadline):
             deadline = _fixed(deadline)
         abandoned = threading.Event()
-        pending: set[Future[_Answer]] = {self._pool.submit(self._fetch_page, 0, deadline, abandoned)}
+        head = _Query(0, self._settings.page_size)
+        pending: set[Future[_Answer]] = {self._pool.submit(self._fetch_page, head, deadline, abandoned)}
         try:
             (answer,) = self._collect(pending, deadline)
             first = answer.parse(self._times.parse)
@@ -119,28 +134,23 @@ class VodClient:
     def fetch_pages(self, requests: Sequence[PageRequest], deadline: float | Deadline) -> list[Page]:
         """The pages asked for (any offset, any limit up to the page size), fetched at most
         ``concurrency`` at a time under the rate limit; in the order asked."""
-        answers = self._fetch_all([(request.offset, request.limit, None) for request in requests], deadline)
+        answers = self._fetch_all([_Query(request.offset, request.limit) for request in requests], deadline)
         return [answer.parse(self._times.parse) for answer in answers]
 
     def fetch_tasks(self, task_ids: Sequence[str], deadline: float | Deadline) -> dict[str, Page]:
         """Each task asked for by ``task_id``: a page of it alone, or an empty one (total 0) for a
         task the API no longer has."""
-        answers = self._fetch_all([(0, None, task_id) for task_id in task_ids], deadline)
+        answers = self._fetch_all([_Query(0, 1, task_id) for task_id in task_ids], deadline)
         return {
             task_id: answer.parse(self._times.parse)
             for task_id, answer in zip(task_ids, answers, strict=True)
         }
 
-    def _fetch_all(
-        self, queries: Sequence[tuple[int, int | None, str | None]], deadline: float | Deadline
-    ) -> list[_Answer]:
+    def _fetch_all(self, queries: Sequence[_Query], deadline: float | Deadline) -> list[_Answer]:
         if not callable(deadline):
             deadline = _fixed(deadline)
         abandoned = threading.Event()
-        futures = [
-            self._pool.submit(self._fetch_page, offset, deadline, abandoned, limit=limit, task_id=task_id)
-            for offset, limit, task_id in queries
-        ]
+        futures = [self._pool.submit(self._fetch_page, query, deadline, abandoned) for query in queries]
         try:
             pending = set(futures)
             while pending:
@@ -162,7 +172,8 @@ class VodClient:
             offset = next(offsets, None)
             if offset is None:
                 return
-            pending.add(self._pool.submit(self._fetch_page, offset, deadline, abandoned))
+            query = _Query(offset, self._settings.page_size)
+            pending.add(self._pool.submit(self._fetch_page, query, deadline, abandoned))
 
     def _collect(self, pending: set[Future[_Answer]], deadline: Deadline) -> list[_Answer]:
         """The answers that have arrived, waiting until one does or the deadline passes."""
@@ -175,19 +186,11 @@ class VodClient:
         pending.difference_update(done)
         return [future.result() for future in done]  # re-raises a page's error
 
-    def _fetch_page(
-        self,
-        offset: int,
-        deadline: Deadline,
-        abandoned: threading.Event,
-        *,
-        limit: int | None = None,
-        task_id: str | None = None,
-    ) -> _Answer:
+    def _fetch_page(self, query: _Query, deadline: Deadline, abandoned: threading.Event) -> _Answer:
         attempt = 0
         while True:
             try:
-                return self._request_page(offset, deadline, abandoned, limit=limit, task_id=task_id)
+                return self._request_page(query, deadline, abandoned)
             except SlowedDown:
                 raise
             except ApiError as error:
@@ -199,7 +202,7 @@ class VodClient:
                 delay = self._backoff(attempt, throttled=throttled)
                 if self._clock() + delay >= deadline():
                     raise  # waiting would miss the deadline; report the cause, not the clock
-                log.debug("retrying offset %d in %.2fs after %s", offset, delay, error)
+                log.debug("retrying %s in %.2fs after %s", query, delay, error)
                 if abandoned.wait(delay):
                     raise
                 attempt += 1
@@ -212,26 +215,14 @@ class VodClient:
         ceiling: float = min(self._settings.backoff_max, self._settings.backoff_base * 2.0**attempt)
         return ceiling * (0.5 + 0.5 * self._jitter())
 
-    def _request_page(
-        self,
-        offset: int,
-        deadline: Deadline,
-        abandoned: threading.Event,
-        *,
-        limit: int | None = None,
-        task_id: str | None = None,
-    ) -> _Answer:
+    def _request_page(self, query: _Query, deadline: Deadline, abandoned: threading.Event) -> _Answer:
         if deadline() - self._clock() <= 0:
             raise _past_deadline()
         self._limiter.acquire(deadline(), abandoned)
         remaining = deadline() - self._clock()
         if remaining <= 0 or abandoned.is_set():
             raise _past_deadline()
-        params = (
-            {"offset": str(offset), "limit": str(limit or self._settings.page_size)}
-            if task_id is None
-            else {"task_id": task_id}
-        )
+        params = query.params()
         timeout = min(self._settings.request_timeout, remaining)
         try:
             with self._http.stream(
@@ -255,7 +246,7 @@ class VodClient:
                 )
             raise rejection
         self._limiter.succeeded()
-        return _Answer(offset, body, request_id)
+        return _Answer(query.offset, body, request_id)
 
     def _read_body(self, response: httpx.Response, deadline: Deadline, abandoned: threading.Event) -> bytes:
         # httpx's timeouts bound each read, not the whole body: an API that drips its answer

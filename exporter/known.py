@@ -46,6 +46,11 @@ def offset_of(order: Order, total: int, youngest_age: int, count: int) -> int:
     raise ValueError("an unknown order gives no offsets")
 
 
+# The youngest ages kept as the anchor of the next pass: the youngest tie group and what else was
+# read, up to a few pages. More anchors make a task that moved likelier to be seen at once.
+HEAD_AGES = 300
+
+
 @dataclass(frozen=True, slots=True)
 class HeadEntry:
     """One listed record at the young end: a task, or a malformed record (``task_id`` empty)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.cloud.errors import ServerError
+from exporter.cloud.errors import DeadlineExceeded, ServerError
 from exporter.config import ListingSettings, SeriesSettings
 from exporter.failures import InconsistentListing
 from exporter.known import Order
@@ -213,4 +213,30 @@ def test_a_big_project_whose_order_cannot_be_read_by_age_is_listed_in_the_scrape
     assert runner._background is None
     assert set(store.view().listing.fallbacks) & {"order_changed", "duplicate", "order_unknown"}
     assert listing.calls == 40
+    assert_published_exactly(store.view(), listing)
+
+
+class Slow(Listing):
+    """Runs out of the scrape's time whenever a pass must read more than 5 pages at once."""
+
+    def fetch_pages(self, requests, deadline):  # type: ignore[no-untyped-def]
+        if len(requests) > 5:
+            raise DeadlineExceeded("the listing did not finish before the scrape deadline")
+        return super().fetch_pages(requests, deadline)
+
+
+def test_a_backlog_bigger_than_a_scrape_falls_back_to_a_complete_listing() -> None:
+    listing = Slow(Order.NEWEST_FIRST, history(3000))
+    runner, store, clock = strategy(listing)
+    runner.run(far(clock))
+    top = max(task.created for task in listing.tasks)
+    for _ in range(700):  # the exporter was away: 7 pages of new tasks
+        listing.add(top + 1)
+    for _ in range(2):
+        with pytest.raises(DeadlineExceeded):
+            runner.run(far(clock))
+    assert store.view().listing.fallbacks == {"timeout": 1}
+    runner.run(far(clock))
+    facts = store.view().listing.last
+    assert facts is not None and (facts.mode, facts.reason) == ("full", "fallback")
     assert_published_exactly(store.view(), listing)

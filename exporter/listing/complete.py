@@ -8,15 +8,16 @@ complete, consistent listing showed, and re-learned from every complete listing 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from exporter.known import HeadEntry, KnownTasks, Order, age_index, head_entry
+from exporter.known import HEAD_AGES, HeadEntry, KnownTasks, Order, age_index, head_entry
 from exporter.tasks import Page, StatusCounts, Task
 
 # Pages kept from each end of a complete listing, to know the young end once the order is known:
-# the youngest tie group and one older task must fit in them.
-_END_PAGES = 3
+# as many ages as a pass keeps as its anchor.
+_END_PAGES = math.ceil(HEAD_AGES / 100)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exporter.known import HeadEntry, KnownTasks, Order, age_index, head_entry, offset_of
+from exporter.known import HEAD_AGES, HeadEntry, KnownTasks, Order, age_index, head_entry, offset_of
 from exporter.tasks import Page, PageRequest, Task
-
-# Ages kept as the next pass's anchor: the youngest tie group and what else the pass read, up to
-# a few pages; more anchors make a moved task likelier to be seen at once.
-_HEAD_LIMIT = 300
 
 
 class PassRejected(Exception):
@@ -74,6 +70,7 @@ class IncrementalPass:
         self._covered: dict[int, Task | None] = {}  # age -> record (None: malformed), ages < N1
         self._looked_up: dict[str, Page] = {}
         self._asked_ids: set[str] = set()
+        self._window_low: int | None = None  # the oldest age the planned pages cover
         self.calls = 0
 
     # Planning -----------------------------------------------------------------------------------
@@ -120,7 +117,7 @@ class IncrementalPass:
         pages): the young end's missing ages, and open tasks to ask for by id instead."""
         as_of = self._require_as_of()
         pages = self._requests_for(self._lowest_needed_age(), as_of)
-        window_low = getattr(self, "_window_low", as_of)
+        window_low = as_of if self._window_low is None else self._window_low
         missing_open = (
             task_id
             for task_id, (age, _) in self._known.open.items()
@@ -255,7 +252,7 @@ class IncrementalPass:
         """The youngest ages read, as one contiguous run: the anchor of the next pass."""
         head: dict[int, HeadEntry] = {}
         age = self._require_as_of() - 1
-        while age in self._covered and len(head) < _HEAD_LIMIT:
+        while age in self._covered and len(head) < HEAD_AGES:
             head[age] = head_entry(self._covered[age])
             age -= 1
         return head

@@ -23,7 +23,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Protocol
 
-from exporter.cloud.errors import AuthError
+from exporter.cloud.errors import AuthError, DeadlineExceeded
 from exporter.config import ListingSettings, SeriesSettings
 from exporter.failures import InconsistentListing, ListingFailed
 from exporter.known import KnownTasks, Order
@@ -39,6 +39,7 @@ Deadline = Callable[[], float]
 
 FULL, INCREMENTAL, SYNC = "full", "incremental", "sync"
 _BACKGROUND_ROUND_SECONDS = 60.0
+_PASS_TIMEOUTS_BEFORE_FALLBACK = 2
 # A background round that fails (429, 5xx, network) is read again after a pause growing from the
 # first to the max; after this many failures in a row the listing gives up.
 _BACKGROUND_ROUND_RETRIES = 10
@@ -117,6 +118,7 @@ class ListingStrategy:
         # A background listing by age index failed on the order: complete listings stay in the
         # scrape, as before incremental listing, however long they take (exact, or a timeout).
         self._no_background = False
+        self._pass_timeouts = 0  # incremental passes in a row that ran out of time
         self._last_complete = clock()
         self._background: _Background | None = None
         self._stopping = threading.Event()
@@ -217,7 +219,20 @@ class ListingStrategy:
     def _incremental(self, deadline: Deadline, started: float) -> None:
         known = self._known
         assert known is not None
-        result, calls = self._pass(known, deadline)
+        try:
+            result, calls = self._pass(known, deadline)
+        except DeadlineExceeded:
+            # A backlog bigger than a scrape can read (the exporter was down, a huge burst) would
+            # time out again and again from the same known tasks: after a second time, list
+            # everything instead, which goes to the background when it is that big.
+            self._pass_timeouts += 1
+            if self._pass_timeouts >= _PASS_TIMEOUTS_BEFORE_FALLBACK:
+                self._pass_timeouts = 0
+                self._known = None
+                self._reason = "fallback"
+                self._store.record_fallback("timeout")
+            raise
+        self._pass_timeouts = 0
         self._publish(result, calls, started, INCREMENTAL)
         if (
             self._background is None

@@ -17,11 +17,10 @@ import itertools
 from array import array
 from dataclasses import dataclass
 
-from exporter.known import HeadEntry, KnownTasks, Order, age_index, head_entry, offset_of
+from exporter.known import HEAD_AGES, HeadEntry, KnownTasks, Order, age_index, head_entry, offset_of
 from exporter.listing.incremental import PassRejected
 from exporter.tasks import Page, PageRequest, StatusCounts, Task
 
-_HEAD_AGES = 300  # the youngest ages kept as the anchor, as an incremental pass keeps them
 _MALFORMED = 1  # the hash stored for a malformed record (real hashes are folded away from 0 and 1)
 
 
@@ -148,7 +147,7 @@ class SyncByAge:
         self._hashes[age] = key
         self._covered += 1
         assert self._total is not None
-        if age >= self._total - _HEAD_AGES:
+        if age >= self._total - HEAD_AGES:
             self._head[age] = head_entry(task)
         if task is None:
             self._invalid += 1

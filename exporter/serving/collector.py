@@ -56,6 +56,7 @@ FALLBACK_REASONS = (
     "status_reverted",
     "order_changed",
     "order_unknown",
+    "timeout",
 )
 
 

@@ -21,8 +21,8 @@ included. Beside each, the cheapest plan (docs/incremental-listing.md) from the 
 
 Run from the repository root:
 
-    python -m benchmarks.incremental                        # every case: about 25 minutes
-    python -m benchmarks.incremental --jobs 3 --json out.json
+    python -m benchmarks.incremental                        # every case, one at a time: 45 minutes
+    python -m benchmarks.incremental --jobs 4 --json out.json   # four at a time: 20 minutes
     python -m benchmarks.incremental --cases newest-200k,unordered --scrapes 20
 
 It prints a Markdown table and the targets, met or missed; nothing is asserted.
@@ -90,6 +90,8 @@ CASES = (
     Case("newest-1m", 1_000_000),
     # Small enough that a complete listing fits a scrape (100 pages at 20/s): what "as today" is.
     Case("unordered", 10_000, order="unordered", scrapes=20),
+    # Too big for a complete listing in a scrape (300 pages at 20/s), as 50k was before.
+    Case("unordered-30k", 30_000, order="unordered", scrapes=4),
     Case("disruptions", 10_000, disruptions=True, scrapes=24),
     Case("purge", 10_000, purge=True, scrapes=12),
 )
@@ -343,17 +345,19 @@ class Run:
         self.scrapes.append(scrape)
         return scrape
 
-    def first_sync(self, progress: Callable[[str], None]) -> None:
-        """Scrapes every 15 s of real time until one answers up 1 (or the sync cannot be done)."""
+    def first_sync(self, progress: Callable[[str], None]) -> bool:
+        """Scrapes every 15 s of real time until one answers up 1; False if none did in three
+        times what the background listing should take (then the run ends there)."""
         background_seconds = self.case.tasks / PAGE_SIZE / (RATE_LIMIT * SYNC_RATE_SHARE)
         give_up = time.monotonic() + 3 * background_seconds + 120
         while True:
             started = time.monotonic()
             scrape = self.scrape("sync")
             if scrape.up:
-                return
+                return True
             if time.monotonic() > give_up:
-                raise MeasuredProcessFailed(f"{self.case.name}: the first sync did not complete")
+                progress(f"{self.case.name}: the first sync did not complete ({scrape.error})")
+                return False
             if scrape.sync_progress is not None:
                 progress(f"{self.case.name}: syncing, {scrape.sync_progress:.0%}")
             time.sleep(max(0.0, started + SCRAPE_INTERVAL - time.monotonic()))
@@ -416,9 +420,10 @@ def run_case(case: Case, progress: Callable[[str], None]) -> dict[str, Any]:
         with exporter_process(case, simulator.url, keys) as (url, pid):
             run = Run(case, simulator, clock, url)
             sync_started = time.monotonic()
-            run.first_sync(progress)
+            synced = run.first_sync(progress)
             sync_seconds = time.monotonic() - sync_started
-            run.steady(progress)
+            if synced:
+                run.steady(progress)
             peak_rss = peak_rss_of(pid)
     finally:
         simulator.stop()
@@ -447,6 +452,8 @@ def summarize(
         "world_build_seconds": build_seconds,
         "complete_listing_calls": math.ceil(case.tasks / PAGE_SIZE),
         "sync": {
+            "completed": any(s.up for s in sync),
+            "errors": sorted({s.error for s in sync if s.error}),
             "scrapes": len(sync),
             "seconds": sync_seconds,
             "max_wall_seconds": max(s.wall_seconds for s in sync),
@@ -502,6 +509,12 @@ def evaluate(results: Sequence[dict[str, Any]]) -> list[Outcome]:
         name, steady = result["case"]["name"], result["steady"]
         case = Case(**result["case"])
         exact = f"{steady['exact']} of {steady['scrapes']} exact, {steady['wrong']} wrong"
+        sync = result["sync"]
+        if not sync["completed"]:
+            reasons = ", ".join(sync["errors"])
+            never = f"never: {sync['scrapes']} scrapes over {sync['seconds']:.0f} s, up 0 ({reasons})"
+            outcomes.append(Outcome(name, "the first sync completes", never, False))
+            continue
         if case.disruptions or case.purge:
             outcomes.append(_disruption_outcome(result))
             continue
@@ -551,7 +564,6 @@ def evaluate(results: Sequence[dict[str, Any]]) -> list[Outcome]:
                 mean <= MEAN_FACTOR * cheapest["mean"],
             )
         )
-        sync = result["sync"]
         if sync["scrapes"] > 1:
             outcomes.append(
                 Outcome(
@@ -612,18 +624,21 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
     ]
     for r in results:
         case, sync, steady = r["case"], r["sync"], r["steady"]
-        first = (
-            f"{sync['seconds']:.0f} s, {sync['scrapes']} scrapes, slowest {sync['max_wall_seconds']:.2f} s"
-            if sync["scrapes"] > 1
-            else f"in the first scrape ({sync['max_wall_seconds']:.2f} s)"
-        )
+        slowest = f"slowest {sync['max_wall_seconds']:.2f} s"
+        if not sync["completed"]:
+            first = f"never: {sync['scrapes']} scrapes, {sync['seconds']:.0f} s, {slowest}"
+        elif sync["scrapes"] > 1:
+            first = f"{sync['seconds']:.0f} s, {sync['scrapes']} scrapes, {slowest}"
+        else:
+            first = f"in the first scrape ({sync['max_wall_seconds']:.2f} s)"
+        before = steady["complete_calls"]["median"] if steady["scrapes"] else r["complete_listing_calls"]
         calls, cheapest = steady["calls"], steady["cheapest"]
         after = f"{calls['median']:g} / {calls['mean']:.1f} / {calls['max']:g}" if calls else "-"
         best = f"{cheapest['median']:g} / {cheapest['mean']:.1f} / {cheapest['max']:g}" if cheapest else "-"
         fallbacks = ", ".join(f"{reason} {count:g}" for reason, count in r["fallbacks"].items()) or "0"
         lines.append(
             f"| {case['name']} | {case['tasks']:,} | {case['order']} | {first} "
-            f"| {steady['exact']}/{steady['scrapes']} | {steady['complete_calls']['median']:,.0f} "
+            f"| {steady['exact']}/{steady['scrapes']} | {before:,.0f} "
             f"| {after} | {best} "
             f"| {fallbacks} | {r['reconciliations']:g} ({r['mismatches']:g} mismatched) "
             f"| {r['peak_rss_bytes'] / 2**20:.0f} MB |"

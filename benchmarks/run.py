@@ -7,10 +7,14 @@ process), then measures, each in a fresh process of its own against that same si
   collector, ``generate_latest``), at each concurrency C;
 - a naive baseline: sequential pages into dicts, then labelled ``Gauge``s for every task.
 
+With ``--incremental``, also the incremental-listing cases of ``benchmarks/incremental.py`` at the
+issue's sizes (scrapes every 15 s of simulated time, each checked against the simulator's truth).
+
 Prints a table and the issue's targets, met or missed; ``--json`` keeps everything for tracking.
 Run from the repository root:
 
     python -m benchmarks.run                      # the full matrix (about 5 minutes on 2 cores)
+    python -m benchmarks.run --incremental --incremental-jobs 4   # and incremental listing: +20 min
     python -m benchmarks.run --quick              # 1k and 10k tasks, 0 and 20 ms, one listing each
     python -m benchmarks.run --tasks 10000 --latency 0.02 --concurrency 2,4,8 --json out.json
 """
@@ -30,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from benchmarks import report
+from benchmarks import incremental, report
 from benchmarks.measured_process import REPOSITORY, credentials_environment, run_measured
 from benchmarks.process_start import measure_process_start
 from benchmarks.simulator_process import SimulatorProcess
@@ -88,6 +92,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="--tasks 1000,10000 --latency 0,0.02 --repeat 1 --start-repeat 3"
     )
     parser.add_argument("--json", type=Path, help="write every measurement to this file")
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="also the incremental-listing cases at the issue's sizes (benchmarks/incremental.py)",
+    )
+    parser.add_argument(
+        "--incremental-jobs",
+        type=int,
+        default=1,
+        help="incremental cases run at once (each in its own processes)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.latency, args.repeat, args.start_repeat = [1000, 10000], [0.0, 0.02], 1, 3
@@ -229,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     process_start = measure_process_start(args.start_repeat) if args.start_repeat else None
     configurations = measure_configurations(args)
     outcomes = report.evaluate_targets(configurations, process_start)
+    listing: list[dict[str, Any]] = []
+    if args.incremental:
+        listing = incremental.measure_cases(incremental.CASES, max(1, args.incremental_jobs))
+    listing_outcomes = incremental.evaluate(listing)
     finished = {**machine, "load_average_at_end": load_average()}
     result: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
@@ -239,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "process_start": process_start,
         "configurations": configurations,
         "targets": [outcome.as_dict() for outcome in outcomes],
+        "incremental": {"results": listing, "targets": [o.as_dict() for o in listing_outcomes]},
     }
     print(f"Revision: {revision}")
     print(
@@ -249,6 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.format_table(configurations))
     print()
     print(report.format_targets(outcomes))
+    if listing:
+        print("\nIncremental listing (calls per scrape, counted at the simulator):\n")
+        print(incremental.format_table(listing))
+        print()
+        print(incremental.format_outcomes(listing_outcomes))
     probes = report.speed_probes(configurations)
     if probes:
         print(

@@ -206,3 +206,51 @@ def test_simulator_world_benchmark_reports_every_figure() -> None:
     assert figures["find_ms"] > 0 and figures["truth_ms_median"] > 0
     assert figures["open_tasks_median"] >= 3  # the stuck tasks at least
     assert "| 3,000 |" in simulator_world._table([figures])
+
+
+@pytest.fixture(scope="module")
+def incremental_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], str]:
+    from benchmarks import incremental
+
+    output = tmp_path_factory.mktemp("incremental") / "result.json"
+    cases = "newest-200k,oldest-50k,unordered,disruptions"
+    args = ["--cases", cases, "--scale", "0.01", "--scrapes", "7", "--jobs", "4", "--json", str(output)]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert incremental.main(args) == 0
+    return json.loads(Path(output).read_text()), printed.getvalue()
+
+
+def test_incremental_benchmark_reports_calls_beside_the_cheapest_plan(
+    incremental_run: tuple[dict[str, object], str],
+) -> None:
+    result, printed = incremental_run
+    results = {r["case"]["name"]: r for r in result["results"]}  # type: ignore[index]
+    assert set(results) == {"newest-200k", "oldest-50k", "unordered", "disruptions"}
+    for name in ("newest-200k", "oldest-50k"):
+        steady = results[name]["steady"]
+        assert steady["scrapes"] == 7 and steady["exact"] == 7, name
+        # Counted at the simulator, beside the plan no exporter can beat.
+        assert steady["calls"]["median"] >= steady["cheapest"]["median"] >= 1, name
+        assert steady["complete_calls"]["median"] >= results[name]["case"]["tasks"] / 100
+        assert results[name]["peak_rss_bytes"] > 0
+        assert results[name]["mode"] == ["incremental", "order_verified"]
+    assert results["unordered"]["mode"] == ["full", "order_unknown"]
+    listings = [s for s in results["unordered"]["scrapes"] if s["phase"] == "steady"]
+    assert all(s["calls"] == s["complete_calls"] for s in listings)
+    assert "| newest-200k | 2,000 | newest-first |" in printed
+
+
+def test_incremental_benchmark_catches_each_disruption(
+    incremental_run: tuple[dict[str, object], str],
+) -> None:
+    result, printed = incremental_run
+    (disruptions,) = [r for r in result["results"] if r["case"]["name"] == "disruptions"]  # type: ignore[index]
+    events = [s for s in disruptions["scrapes"] if s["event"]]
+    assert [s["event"] for s in events] == ["open task deleted", "finished task deleted", "order broken"]
+    assert all(not s["up"] and s["error"] == "inconsistent" for s in events)
+    assert not any(s["exact"] is False for s in disruptions["scrapes"])
+    assert sum(disruptions["fallbacks"].values()) == 3
+    verdicts = {t["case"]: t["met"] for t in result["targets"]}  # type: ignore[index]
+    assert verdicts["disruptions"] is True
+    assert "| disruptions | each disruption caught on the next pass, exact after |" in printed

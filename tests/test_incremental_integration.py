@@ -6,18 +6,17 @@ whatever the order, the purges, the deletions or an order that breaks mid-run.""
 from __future__ import annotations
 
 import math
-import time as real_time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
 
+from benchmarks.incremental import SteppedTime, cheapest_plan
 from benchmarks.simulator_world import issue_world
 from exporter.app import Exporter
 from exporter.cloud.credentials import AkSkCredentials
 from exporter.config import ApiSettings, Config, ListingSettings, ScrapeSettings
-from exporter.listing.incremental import cheapest_calls
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
 from exporter.store import StoreView
@@ -25,21 +24,6 @@ from tests.conftest import wait_for
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 AK, SK = "INCREMENTALTESTAK", "incremental-test-secret"
-
-
-class SimulatedTime:
-    """The simulator's tasks live in this time, which starts now and is stepped by the test;
-    signatures, tokens and rate limits keep the real clock (a few minutes of steps stay well
-    within the gateway's 15 minutes of allowed clock skew)."""
-
-    def __init__(self) -> None:
-        self.now = float(int(real_time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-    def step(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def busy(tasks: int, **changes: object) -> WorldSettings:
@@ -51,8 +35,8 @@ def busy(tasks: int, **changes: object) -> WorldSettings:
 @contextmanager
 def watched(
     world: WorldSettings, *, mode: str = "auto", rate_limit: float = 0.0, scrape_timeout: float = 20.0
-) -> Iterator[tuple[Simulator, Exporter, SimulatedTime]]:
-    time = SimulatedTime()
+) -> Iterator[tuple[Simulator, Exporter, SteppedTime]]:
+    time = SteppedTime()
     simulator = Simulator(
         project_id=PROJECT, world_settings=world, access_key=AK, secret_key=SK, world_clock=time
     )
@@ -78,20 +62,6 @@ def scrape(exporter: Exporter) -> tuple[StoreView, int]:
     view = exporter.list_once()
     after = sum(count for (operation, _), count in exporter.api_stats.requests().items())
     return view, after - before
-
-
-def cheapest_plan(simulator: Simulator, at: float, known_open: list[str], known_total: int) -> int:
-    """The fewest calls any correct pass can make (docs/incremental-listing.md): the youngest
-    pages down to some depth, and a task_id query for each known open task deeper than that."""
-    world = simulator.world
-    total = world.total(at)
-    newest_first = world.order == "newest-first"
-    depths = []
-    for task_id in known_open:
-        position = world.position(task_id, at)
-        assert position is not None
-        depths.append(position + 1 if newest_first else total - position)
-    return cheapest_calls(depths, new=total - known_total, page_size=100)
 
 
 def assert_exact(view: StoreView, simulator: Simulator, at: float) -> None:

@@ -65,6 +65,10 @@ class ListingPending(Exception):
         self.progress = progress
 
 
+class _Discarded(InconsistentListing):
+    """An incremental pass whose checks failed: nothing it read is published."""
+
+
 class OrderUnknown(ListingFailed):
     """``--listing.mode incremental`` and the API's order could not be learned."""
 
@@ -221,6 +225,11 @@ class ListingStrategy:
         assert known is not None
         try:
             result, calls = self._pass(known, deadline)
+        except _Discarded:
+            # Nothing the pass read is trusted: list everything, in this scrape when it fits
+            # (a purge at every scrape then costs complete listings, not every other scrape).
+            self._complete(deadline, started, reason="fallback")
+            return
         except DeadlineExceeded:
             # A backlog bigger than a scrape can read (the exporter was down, a huge burst) would
             # time out again and again from the same known tasks: after a second time, list
@@ -241,8 +250,8 @@ class ListingStrategy:
             self._start_background(known.order, reconciling=True)
 
     def _pass(self, known: KnownTasks, deadline: Deadline) -> tuple[PassResult, int]:
-        """One incremental pass; a rejected one is counted, distrusts what is known, and fails
-        the scrape as inconsistent (the next scrape lists everything again)."""
+        """One incremental pass; a rejected one is counted, distrusts what is known, and raises
+        ``_Discarded`` (an ``InconsistentListing``)."""
         try:
             return run_pass(
                 known,
@@ -259,7 +268,7 @@ class ListingStrategy:
                 rejection,
                 extra={"reason": rejection.reason},
             )
-            raise InconsistentListing(f"incremental pass discarded: {rejection}") from None
+            raise _Discarded(f"incremental pass discarded: {rejection}") from None
 
     def _publish(self, result: PassResult, calls: int, started: float, mode: str) -> None:
         now = self._wall_clock()

@@ -307,6 +307,21 @@ def test_a_scrape_that_cannot_wait_does_not_cut_a_reusable_listing_short() -> No
     assert client.calls == 1
 
 
+def test_a_scrape_announcing_no_time_without_reuse_starts_no_listing_and_counts_no_failure() -> None:
+    """Without a minimum interval nobody else is served such a listing, and it could not make a
+    single call: starting it would only count a timeout (and log a warning) that no API caused,
+    once per request, for anyone who can send the header."""
+    client = DeadlineClient()
+    runner = coordinator(client)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert runner.refresh(time.monotonic()) is False
+    assert client.calls == 0
+    assert runner._store.view().errors == {}
+    client.release.set()
+    assert runner.refresh(time.monotonic() + 10) is True
+    assert client.calls == 1 and runner._store.view().up
+
+
 # --- the minimum interval: a success is reused, a failure is not served as if fresh -----------
 
 

@@ -474,8 +474,18 @@ def test_a_listing_broken_by_shutdown_is_not_logged_as_an_error(caplog: pytest.L
 
 
 def test_no_drift_retry_after_shutdown_starts(caplog: pytest.LogCaptureFixture) -> None:
+    """The drain leaves time enough for a retry (close(timeout=0) would hide the rule behind the
+    deadline), and still none starts."""
     client = HeldClient()
-    close_while_listing(client, caplog)
+    runner = coordinator(client)  # type: ignore[arg-type]
+    scrape, _ = in_thread(runner, time.monotonic() + 30)
+    assert client.started.wait(10)
+    closing = threading.Thread(target=runner.close, args=(10,))
+    closing.start()
+    wait_for("the shutdown to begin", lambda: runner._closing, 10, 0.005)
+    client.release.set()
+    closing.join(10)
+    scrape.join(10)
     assert client.calls == 1
     assert not [r for r in caplog.records if "listing again" in r.getMessage()]
 

@@ -295,15 +295,18 @@ def test_the_listing_deadline_is_capped_by_the_configured_timeout() -> None:
 def test_a_scrape_that_cannot_wait_does_not_cut_a_reusable_listing_short() -> None:
     """With a minimum interval the listing's result is served to the scrapes to come, so a scrape
     announcing a timeout of 0 gets up 0 itself but neither fails nor spoils the listing."""
-    client = DeadlineClient()
-    runner = coordinator(client, min_refresh=60)  # type: ignore[arg-type]
-    assert runner.refresh(time.monotonic()) is False
+    # A clock that stands still: with a real one, the scrape below could release the listing
+    # before it first looked at its deadline, and the test passed without the rule.
+    clock = FakeClock()
+    client = DeadlineClient(clock)
+    runner = coordinator(client, clock, min_refresh=60)  # type: ignore[arg-type]
+    assert runner.refresh(clock()) is False
     assert client.started.wait(10)
     client.release.set()
-    assert runner.refresh(time.monotonic() + 10) is True
+    assert runner.refresh(clock() + 10) is True
     view = runner._store.view()
     assert view.up and view.errors == {}
-    assert runner.refresh(time.monotonic() + 10) is True
+    assert runner.refresh(clock() + 10) is True
     assert client.calls == 1
 
 

@@ -98,8 +98,9 @@ def _metrics(
 ) -> list[bytes]:
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
-    # As prometheus_client's own WSGI app does; in older versions (0.20) its writers are annotated with
-    # CollectorRegistry alone, though they only call collect().
+    # As prometheus_client's own WSGI app does. In older versions (0.20) its writers are annotated
+    # with CollectorRegistry alone, though they only call collect(), and the restricted registry is
+    # no Collector subclass, though it has collect().
     source = cast(Collector, registry.restricted_registry(names)) if names else registry
     if not current:  # the listing outlived this scrape's deadline
         source = MissedDeadline(source)

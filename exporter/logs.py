@@ -62,3 +62,8 @@ def configure_logging(level: str, fmt: str) -> None:
     # httpx logs every request at info; that is our own debug detail, not the operator's.
     logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))
     logging.getLogger("httpcore").setLevel(max(root.level, logging.WARNING))
+    # waitress warns once for every request that waits for a worker: a burst of connections, which
+    # anyone who reaches the port can send, would flood the log. Shown at debug only.
+    logging.getLogger("waitress.queue").setLevel(
+        logging.DEBUG if root.level <= logging.DEBUG else logging.ERROR
+    )

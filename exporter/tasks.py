@@ -32,7 +32,7 @@ FINISHED_STATUSES = frozenset({SUCCEED, FAILED, CANCEL})
 # A status the API adds one day keeps its own name, but only so many of them do: a hostile or
 # broken upstream sending thousands of distinct statuses must not make thousands of series. The
 # most frequent ones keep their names; the tasks of the rest are counted under ``OTHER_STATUS``
-# (lower case, so that it never merges with a status of the API's upper-case kind).
+# (lower case, unlike the API's statuses; one spelled exactly "other" would share the bucket).
 MAX_UNKNOWN_STATUSES = 10
 OTHER_STATUS = "other"
 # Distinct unknown statuses told apart while counting; past that, their tasks go straight to

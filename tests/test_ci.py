@@ -42,7 +42,7 @@ def test_every_requirement_is_pinned_to_its_lower_bound(capsys: pytest.CaptureFi
     pins = run(capsys).split()
     assert len(pins) == len(requirements)
     for requirement, pin in zip(requirements, pins, strict=True):
-        # A lower bound, and maybe an upper one (waitress<4), which the pins leave alone.
+        # An upper bound may follow the lower one (waitress>=3.0,<4): the pin is the lower.
         name, bound = re.fullmatch(r"([\w.-]+)>=([\w.]+)(?:,<[\w.]+)?", requirement).groups()  # type: ignore[union-attr]
         assert pin == f"{name}=={bound}"
 

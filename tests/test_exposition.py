@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.cloud.api_metrics import ApiRequestStats
 from exporter.serving.collector import VodCollector
 from exporter.serving.exposition import MAX_LABEL_VALUE_LENGTH
-from exporter.serving.web import _metrics
+from exporter.serving.web import metrics_apps
 from exporter.store import Snapshot, StoreView
 from exporter.tasks import Task
 
@@ -85,9 +85,9 @@ def scrape(accept: str, query: str = "") -> tuple[str, dict[str, str], bytes]:
     registry = CollectorRegistry()
     registry.register(VodCollector(hostile_view, ApiRequestStats()))
     answers: list[tuple[str, dict[str, str]]] = []
-    environ = {"HTTP_ACCEPT": accept, "QUERY_STRING": query}
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "HTTP_ACCEPT": accept, "QUERY_STRING": query}
     body = b"".join(
-        _metrics(registry, environ, lambda status, headers: answers.append((status, dict(headers))))  # type: ignore[arg-type]
+        metrics_apps(registry)[0](environ, lambda status, headers: answers.append((status, dict(headers))))  # type: ignore[arg-type]
     )
     ((status, headers),) = answers
     return status, headers, body

@@ -295,16 +295,34 @@ def test_the_listing_deadline_is_capped_by_the_configured_timeout() -> None:
 def test_a_scrape_that_cannot_wait_does_not_cut_a_reusable_listing_short() -> None:
     """With a minimum interval the listing's result is served to the scrapes to come, so a scrape
     announcing a timeout of 0 gets up 0 itself but neither fails nor spoils the listing."""
-    client = DeadlineClient()
-    runner = coordinator(client, min_refresh=60)  # type: ignore[arg-type]
-    assert runner.refresh(time.monotonic()) is False
+    # A clock that stands still: with a real one, the scrape below could release the listing
+    # before it first looked at its deadline, and the test passed without the rule.
+    clock = FakeClock()
+    client = DeadlineClient(clock)
+    runner = coordinator(client, clock, min_refresh=60)  # type: ignore[arg-type]
+    assert runner.refresh(clock()) is False
     assert client.started.wait(10)
     client.release.set()
-    assert runner.refresh(time.monotonic() + 10) is True
+    assert runner.refresh(clock() + 10) is True
     view = runner._store.view()
     assert view.up and view.errors == {}
-    assert runner.refresh(time.monotonic() + 10) is True
+    assert runner.refresh(clock() + 10) is True
     assert client.calls == 1
+
+
+def test_a_scrape_announcing_no_time_without_reuse_starts_no_listing_and_counts_no_failure() -> None:
+    """Without a minimum interval nobody else is served such a listing, and it could not make a
+    single call: starting it would only count a timeout (and log a warning) that no API caused,
+    once per request, for anyone who can send the header."""
+    client = DeadlineClient()
+    runner = coordinator(client)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert runner.refresh(time.monotonic()) is False
+    assert client.calls == 0
+    assert runner._store.view().errors == {}
+    client.release.set()
+    assert runner.refresh(time.monotonic() + 10) is True
+    assert client.calls == 1 and runner._store.view().up
 
 
 # --- the minimum interval: a success is reused, a failure is not served as if fresh -----------
@@ -459,8 +477,18 @@ def test_a_listing_broken_by_shutdown_is_not_logged_as_an_error(caplog: pytest.L
 
 
 def test_no_drift_retry_after_shutdown_starts(caplog: pytest.LogCaptureFixture) -> None:
+    """The drain leaves time enough for a retry (close(timeout=0) would hide the rule behind the
+    deadline), and still none starts."""
     client = HeldClient()
-    close_while_listing(client, caplog)
+    runner = coordinator(client)  # type: ignore[arg-type]
+    scrape, _ = in_thread(runner, time.monotonic() + 30)
+    assert client.started.wait(10)
+    closing = threading.Thread(target=runner.close, args=(10,))
+    closing.start()
+    wait_for("the shutdown to begin", lambda: runner._closing, 10, 0.005)
+    client.release.set()
+    closing.join(10)
+    scrape.join(10)
     assert client.calls == 1
     assert not [r for r in caplog.records if "listing again" in r.getMessage()]
 

@@ -49,3 +49,15 @@ def test_warning_is_a_level_name_too(capsys: pytest.CaptureFixture[str]) -> None
     logging.getLogger("exporter.test").info("hidden")
     logging.getLogger("exporter.test").warning("shown")
     assert "hidden" not in capsys.readouterr().err
+
+
+def test_a_burst_of_requests_does_not_log_a_warning_per_queued_request() -> None:
+    """waitress warns "Task queue depth is N" for every request that waits for a worker: 200
+    connections at once logged 184 warnings, a log flood anyone who reaches the port could cause.
+    Only --log.level debug shows them."""
+    queue = logging.getLogger("waitress.queue")
+    configure_logging("info", "logfmt")
+    assert not queue.isEnabledFor(logging.WARNING)
+    assert logging.getLogger("waitress").isEnabledFor(logging.WARNING)
+    configure_logging("debug", "logfmt")
+    assert queue.isEnabledFor(logging.WARNING)

@@ -4,6 +4,7 @@ request lines and a low descriptor limit. Every client is on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.serving.server import HttpServer, ServerLimits
+from exporter.serving.server import RESERVED_DESCRIPTORS, HttpServer, ServerLimits, connection_limit
 from tests.conftest import wait_for
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -122,3 +123,12 @@ def _answers(port: int) -> bool:
 
 def _is_ok(answer: bytes) -> bool:
     return answer.startswith(b"HTTP/1.") and answer[8:13] == b" 200 "
+
+
+def test_the_connection_limit_keeps_descriptors_for_the_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the descriptor limit accept() fails in a loop; the silent-connection test above passes
+    without this bound (waitress survives EMFILE), so the arithmetic is checked on its own."""
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (128, 4096))
+    assert connection_limit(512) == 128 - RESERVED_DESCRIPTORS
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert connection_limit(512) == 512

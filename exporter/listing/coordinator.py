@@ -11,7 +11,7 @@ scrape's deadline can end a listing that another scrape still waits for:
 - with ``min_refresh_interval`` set, the listing's result is served to the scrapes of the next
   interval, so they count as waiters too: the listing runs to its cap whatever the scrape that
   started it announced. A scrape announcing a timeout of 0 then answers ``up 0`` itself, and
-  the listing it started serves everybody else.
+  the listing it started serves everybody else; without the interval it starts none.
 
 API calls are the scarce resource, and anyone who reaches ``/metrics`` can ask for a listing. So:
 
@@ -120,6 +120,10 @@ class ListingCoordinator:
             if listing is None:
                 if self._clock() < self._next_listing_at:
                     return True
+                if deadline <= self._clock() and self._min_refresh_interval <= 0:
+                    # No time for a single call, and no later scrape would be served the result:
+                    # the listing would only count a timeout that no API call caused.
+                    return False
                 listing = self._start(deadline)
             else:
                 listing.wait_until(deadline)

@@ -1,8 +1,8 @@
 """What may reach the exposition: every label value that comes from upstream goes through
 ``label_value`` first, so that no upstream string can make ``/metrics`` fail.
 
-prometheus_client writes the exposition (``generate_latest``, or the encoder ``choose_encoder``
-picks for the scraper's ``Accept`` header). It escapes what the formats require (backslash,
+prometheus_client writes the exposition (its ``make_wsgi_app`` picks the format for the scraper's
+``Accept`` header). It escapes what the formats require (backslash,
 double quote, newline), then encodes UTF-8, which raises for a string holding a lone surrogate
 (JSON ``"a\\ud800"`` decodes to one): a single such value failed every scrape, ``up`` included.
 Such records are refused when a page is parsed; this is the second line of defence.

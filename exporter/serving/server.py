@@ -47,6 +47,9 @@ class ServerLimits:
     shutdown_timeout: float = 5.0  # for the requests in flight when the server stops
 
 
+DEFAULT_LIMITS = ServerLimits()
+
+
 def connection_limit(wanted: int) -> int:
     """``wanted``, or fewer when the soft descriptor limit would not allow that many."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -59,9 +62,9 @@ class HttpServer:
     """The WSGI app served from a background thread; ``start()``, then ``stop()``."""
 
     def __init__(
-        self, app: WSGIApplication, host: str, port: int, limits: ServerLimits | None = None
+        self, app: WSGIApplication, host: str, port: int, limits: ServerLimits = DEFAULT_LIMITS
     ) -> None:
-        self._limits = limits = limits or ServerLimits()
+        self._limits = limits
         # Ours, so that stop() can close what is left in it and end the loop.
         self._map: dict[int, waitress.wasyncore.dispatcher] = {}
         self._server = waitress.create_server(

@@ -2,23 +2,21 @@
 
 Each scrape first brings the store up to date within the scrape's deadline, which Prometheus
 announces in ``X-Prometheus-Scrape-Timeout-Seconds``; a little is kept back so the answer
-arrives before Prometheus gives up. Format negotiation (text or OpenMetrics), ``name[]``
-filtering and gzip follow prometheus_client's own WSGI app, and its writers render the answer.
+arrives before Prometheus gives up. The answer is prometheus_client's documented WSGI app,
+``make_wsgi_app``: format negotiation (text or OpenMetrics), ``name[]`` filtering and gzip.
 """
 
 from __future__ import annotations
 
-import gzip
 import html
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, cast
-from urllib.parse import parse_qs
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
@@ -26,7 +24,7 @@ from exporter.config import ScrapeSettings, WebSettings
 from exporter.serving.collector import MissedDeadline
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +55,7 @@ class WebApp:
         description: str = "",
     ) -> None:
         self._refresh = refresh
-        self._registry = registry
+        self._current_app, self._late_app = metrics_apps(registry)
         self._web = web
         self._scrape = scrape
         self._clock = clock
@@ -71,7 +69,9 @@ class WebApp:
                 # Not even HEAD: every answer here costs a listing, that is API calls.
                 return _text(start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET")])
             current = self._refresh(self._clock() + scrape_budget(environ, self._scrape))
-            return _metrics(self._registry, environ, start_response, current=current)
+            # The listing outlived this scrape's deadline: up 0, no snapshot.
+            app = self._current_app if current else self._late_app
+            return app(environ, start_response)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy.\n")
         if path == "/-/ready":
@@ -85,32 +85,27 @@ class WebApp:
         )
 
 
-# Level 6, not gzip's default 9: a third of the CPU for 3 % more bytes on a typical exposition.
-GZIP_LEVEL = 6
+class _MissedDeadlineRegistry:
+    """The registry as a scrape that could not wait for the listing sees it (``MissedDeadline``),
+    with the ``restricted_registry`` that prometheus_client's WSGI app calls for ``name[]``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        return MissedDeadline(self._registry).collect()
+
+    def restricted_registry(self, names: Iterable[str]) -> Collector:
+        # In prometheus-client 0.20 the restricted registry is no Collector subclass, though it
+        # has collect().
+        return MissedDeadline(cast(Collector, self._registry.restricted_registry(names)))
 
 
-def _metrics(
-    registry: CollectorRegistry,
-    environ: WSGIEnvironment,
-    start_response: StartResponse,
-    *,
-    current: bool = True,
-) -> list[bytes]:
-    encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-    names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
-    # As prometheus_client's own WSGI app does; in older versions (0.20) its writers are annotated with
-    # CollectorRegistry alone, though they only call collect().
-    source = cast(Collector, registry.restricted_registry(names)) if names else registry
-    if not current:  # the listing outlived this scrape's deadline
-        source = MissedDeadline(source)
-    body = encoder(cast(CollectorRegistry, source))
-    headers = [("Content-Type", content_type)]
-    if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
-        body = gzip.compress(body, compresslevel=GZIP_LEVEL)
-        headers.append(("Content-Encoding", "gzip"))
-    headers.append(("Content-Length", str(len(body))))
-    start_response("200 OK", headers)
-    return [body]
+def metrics_apps(registry: CollectorRegistry) -> tuple[WSGIApplication, WSGIApplication]:
+    """prometheus_client's documented WSGI app (format negotiation, ``name[]``, gzip) over the
+    registry, and over the same registry as a late scrape sees it."""
+    late = cast(CollectorRegistry, _MissedDeadlineRegistry(registry))
+    return make_wsgi_app(registry), make_wsgi_app(late)
 
 
 def _text(

@@ -12,7 +12,7 @@ from exporter.known import KnownTasks, Order
 from exporter.listing.complete import OrderEvidence
 from exporter.listing.incremental import PassRejected, cheapest_calls, run_pass
 from exporter.listing.sync import SyncByAge
-from exporter.tasks import PROCESSING, SUCCEED, Page
+from exporter.tasks import FAILED, PROCESSING, SUCCEED, Page
 from tests.fake_listing import T0, Listing, assert_exact, history, make, step
 
 
@@ -191,3 +191,57 @@ def test_reading_by_age_a_listing_that_loses_tasks_is_a_surprise() -> None:
         # The oldest task is purged after every round.
         sync(listing, Order.NEWEST_FIRST, lambda: listing.remove(listing.tasks[0].task_id))
     assert raised.value.reason in ("removed", "duplicate", "order_changed")
+
+
+def test_a_task_arriving_during_a_pass_among_the_youngest_ties_is_not_taken_for_an_older_one() -> None:
+    # Oldest first: the page at the young end is not the first one read when more tasks arrived
+    # than last time. A task created in the youngest second while the pass runs may be listed
+    # among that second's tasks, not after them: it takes an age index below the first page's
+    # total, and pushes a task that was there out of the pass.
+    listing = Listing(Order.OLDEST_FIRST, history(93, young_open=0, deep_open=0))
+    known = listing.complete()
+    top = max(task.created for task in listing.tasks)
+    for _ in range(8):
+        listing.add(top + 1, PROCESSING)
+    youngest = listing.tasks[-1]
+
+    def tie_listed_before_the_youngest() -> None:
+        listing.on_page = None
+        late = make(2_000_000, SUCCEED, youngest.created)
+        listing.tasks.insert(len(listing.tasks) - 1, late)
+
+    listing.on_page = tie_listed_before_the_youngest
+    try:
+        result, _ = run_pass(known, listing.pages, listing.lookups)
+    except PassRejected:
+        return
+    # Accepted: read again after the arrival, the listing as it is now, the youngest task
+    # included (as of the first page it was there, the late one was not).
+    assert youngest.task_id in result.known.open
+    assert_exact(result.known, listing)
+
+
+@pytest.mark.parametrize("order", [Order.NEWEST_FIRST, Order.OLDEST_FIRST])
+def test_a_purge_and_an_arrival_during_a_background_listing_are_not_missed(order: Order) -> None:
+    # Purged tasks leave the old end while new ones arrive at the young end: the total stays the
+    # same, but every age index moves down by one between two rounds of the listing.
+    tasks = [task._replace(status=SUCCEED) for task in history(1000, young_open=0, deep_open=0)]
+    tasks[0] = tasks[0]._replace(status=FAILED)  # the one purged: its count must fall to 0
+    tasks[450] = tasks[450]._replace(status=PROCESSING, progress=40, ended=None)
+    listing = Listing(order, tasks)
+    top = max(task.created for task in listing.tasks)
+    rounds = 0
+
+    def purge_and_arrive() -> None:
+        nonlocal rounds
+        rounds += 1
+        if rounds == 1:
+            listing.remove(listing.tasks[0].task_id)
+            listing.add(top + 1, SUCCEED)
+
+    try:
+        reader = sync(listing, order, purge_and_arrive)
+        result, _ = run_pass(reader.known(), listing.pages, listing.lookups)
+    except PassRejected:
+        return
+    assert_exact(result.known, listing)

@@ -28,6 +28,11 @@ class PassRejected(Exception):
         self.reason = reason
 
 
+class _TiesMoved(PassRejected):
+    """A task created in the youngest second arrived while the pass ran and may be listed among
+    that second's tasks: the pages read after it no longer place them. Worth one more pass."""
+
+
 @dataclass(frozen=True)
 class Requests:
     pages: tuple[PageRequest, ...] = ()
@@ -60,14 +65,17 @@ def cheapest_calls(depths: Iterable[int], new: int, page_size: int) -> int:
 
 
 class IncrementalPass:
-    def __init__(self, known: KnownTasks, page_size: int = 100) -> None:
+    def __init__(self, known: KnownTasks, page_size: int = 100, reach: int = 0) -> None:
         if known.order is Order.UNKNOWN:
             raise ValueError("an incremental pass needs a known order")
         self._known = known
+        self._reach = reach  # a total seen already, to place the young-end page oldest first
+        self.latest_total = 0  # the highest total any page answered
         self._page_size = page_size
         self._order = known.order
         self._as_of: int | None = None  # N1: the young-end page's total
         self._covered: dict[int, Task | None] = {}  # age -> record (None: malformed), ages < N1
+        self._late: set[int] = set()  # ages read from a page whose total was not N1
         self._looked_up: dict[str, Page] = {}
         self._asked_ids: set[str] = set()
         self._window_low: int | None = None  # the oldest age the planned pages cover
@@ -81,9 +89,8 @@ class IncrementalPass:
         size, known = self._page_size, self._known
         if self._order is Order.NEWEST_FIRST:
             return PageRequest(0, size)
-        return PageRequest(
-            max(0, min(self._lowest_needed_age(), known.total + known.last_growth - size)), size
-        )
+        end = max(known.total + known.last_growth, self._reach)
+        return PageRequest(max(0, min(self._lowest_needed_age(), end - size)), size)
 
     def plan(self, first: Page) -> Requests:
         """After the young-end page: the window's other pages and the open tasks beyond it."""
@@ -130,6 +137,7 @@ class IncrementalPass:
     def add_pages(self, pages: Iterable[Page]) -> None:
         for page in pages:
             self.calls += 1
+            self.latest_total = max(self.latest_total, page.total)
             if self._as_of is None:
                 self._as_of = page.total
             for index, task in enumerate(page.records()):
@@ -141,6 +149,8 @@ class IncrementalPass:
                         "duplicate", f"age index {age} holds {_id(self._covered[age])!r} and {_id(task)!r}"
                     )
                 self._covered[age] = task
+                if page.total != self._as_of:
+                    self._late.add(age)
 
     def add_lookups(self, answers: Mapping[str, Page]) -> None:
         self.calls += len(answers)
@@ -155,6 +165,7 @@ class IncrementalPass:
         uncovered = [age for age in range(lowest_needed, as_of) if age not in self._covered]
         if uncovered:
             raise PassRejected("young_end", f"{len(uncovered)} of the youngest ages were not read")
+        self._check_youngest_second()
         ids_by_age = {age: _id(task) for age, task in self._covered.items()}
         if len(set(ids_by_age.values()) - {""}) != sum(1 for i in ids_by_age.values() if i):
             raise PassRejected("duplicate", "one task was listed at two age indices")
@@ -227,6 +238,21 @@ class IncrementalPass:
         return PassResult(new_known, [task for _, task in refreshed.values()])
 
     # Helpers ------------------------------------------------------------------------------------
+
+    def _check_youngest_second(self) -> None:
+        """Tasks arriving during the pass change no age index of a task older than the youngest
+        second as of N1, but one created in that second may be listed among its tasks, below N1:
+        those ages are trusted only from pages that answered with N1 itself."""
+        if not self._late:
+            return
+        records = sorted((age, task.created) for age, task in self._covered.items() if task is not None)
+        if not records:
+            return
+        top = max(created for _, created in records)
+        older = [age for age, created in records if created < top]
+        unstable_from = older[-1] + 1 if older else min(self._covered)
+        if any(age >= unstable_from for age in self._late):
+            raise _TiesMoved("young_end", "a task arrived among the youngest second's tasks during the pass")
 
     def _refresh(
         self, task_id: str, age: int, tie_low: int, young_by_id: Mapping[str, tuple[int, Task]]
@@ -314,18 +340,31 @@ def run_pass(
 ) -> tuple[PassResult, int]:
     """One pass, its rounds fetched by the callables (concurrently, by the caller's means); the
     result and the calls it made. Raises ``PassRejected``, or what the callables raise."""
-    incremental = IncrementalPass(known, page_size)
-    (first,) = fetch_pages([incremental.first()])
-    wanted = incremental.plan(first)
-    for _ in range(_ROUNDS):
-        if not wanted:
-            break
-        incremental.add_pages(fetch_pages(wanted.pages) if wanted.pages else [])
-        incremental.add_lookups(fetch_ids(wanted.task_ids) if wanted.task_ids else {})
-        wanted = incremental.gaps()
-    return incremental.result(), incremental.calls
+    calls, reach = 0, 0
+    for attempt in range(_ATTEMPTS):
+        incremental = IncrementalPass(known, page_size, reach)
+        try:
+            (first,) = fetch_pages([incremental.first()])
+            wanted = incremental.plan(first)
+            for _ in range(_ROUNDS):
+                if not wanted:
+                    break
+                incremental.add_pages(fetch_pages(wanted.pages) if wanted.pages else [])
+                incremental.add_lookups(fetch_ids(wanted.task_ids) if wanted.task_ids else {})
+                wanted = incremental.gaps()
+            return incremental.result(), calls + incremental.calls
+        except _TiesMoved:
+            if attempt + 1 == _ATTEMPTS:
+                raise
+            # Again, with the young end on the first page where it fits: then nothing the
+            # youngest second holds comes from a later page.
+            calls, reach = calls + incremental.calls, incremental.latest_total
+    raise AssertionError("unreachable")
 
 
 # The planned round and one fix-up round: a pass that still has gaps after that is rejected by
 # ``result`` rather than chasing a moving listing.
 _ROUNDS = 2
+# A pass that a task arriving in the youngest second disturbed is run once more before it is
+# rejected: such an arrival during the second pass too is rarer still.
+_ATTEMPTS = 2

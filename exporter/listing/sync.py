@@ -46,6 +46,9 @@ class SyncByAge:
         self._ids: set[int] = set()
         self._covered = 0
         self._cursor = 0  # every age below it is covered
+        # Boundary a (between ages a and a + 1) is linked once one page read both ages.
+        self._linked = bytearray()
+        self._links = 0
         self._open: dict[str, tuple[int, Task]] = {}
         self._finished = StatusCounts()
         self._invalid = 0
@@ -65,30 +68,43 @@ class SyncByAge:
 
     @property
     def done(self) -> bool:
-        return self._total is not None and self._covered == self._total
+        return self._total is not None and self._covered == self._total and self._links >= self._total - 1
 
     def next_requests(self, most: int) -> list[PageRequest]:
         """Up to ``most`` pages to read next, oldest ages first, placed by the latest total seen.
 
         Asked once per round, after every answer of the round before was added: a page that tasks
         arriving in between placed higher than planned leaves its lowest ages uncovered, and the
-        next round asks for them again.
+        next round asks for them again. Each page reaches one age past what it is for on either
+        side, so that every two neighbouring ages are read by one page: a removal between two
+        reads shows as a different task at an age both read (docs: "Complete listings").
         """
         if self._total is None:
             return [PageRequest(0, self._page_size)]
-        while self._cursor < self._total and self._hashes[self._cursor] != 0:
+        total = self._total
+        while self._cursor < total and self._hashes[self._cursor] != 0:
             self._cursor += 1
-        latest = self._latest_total or self._total
+        latest = self._latest_total or total
         requests: list[PageRequest] = []
+        run = max(1, self._page_size - 2)
         age = self._cursor
-        while age < self._total and len(requests) < most:
+        while age < total and len(requests) < most:
             if self._hashes[age] != 0:
                 age += 1
                 continue
             low = age
-            while age < self._total and self._hashes[age] == 0 and age - low < self._page_size:
+            while age < total and self._hashes[age] == 0 and age - low < run:
                 age += 1
-            requests.append(PageRequest(offset_of(self.order, latest, age, age - low), age - low))
+            first, last = max(0, low - 1), min(total, age + 1)
+            requests.append(PageRequest(offset_of(self.order, latest, last, last - first), last - first))
+        if requests or self._cursor < total:
+            return requests
+        # Every age is read; a page that arrivals placed higher than planned may have left two
+        # neighbours read only apart: read them together.
+        boundary = self._linked.find(0, 0, max(0, total - 1))
+        while boundary != -1 and len(requests) < most:
+            requests.append(PageRequest(offset_of(self.order, latest, boundary + 2, 2), 2))
+            boundary = self._linked.find(0, boundary + 1, total - 1)
         return requests
 
     def add(self, page: Page) -> list[Task]:
@@ -98,6 +114,7 @@ class SyncByAge:
         if self._total is None:
             self._total = page.total
             self._hashes = array("q", bytes(8 * page.total))
+            self._linked = bytearray(page.total)
         total = self._total
         self._latest_total = max(self._latest_total or 0, page.total)
         placed: list[tuple[int, Task | None]] = []
@@ -108,6 +125,11 @@ class SyncByAge:
             if age < total:
                 placed.append((age, task))
         fresh = [task for age, task in placed if self._place(age, task) and task is not None]
+        if placed:
+            low = min(age for age, _ in placed)
+            high = max(age for age, _ in placed)
+            self._links += high - low - self._linked.count(1, low, high)
+            self._linked[low:high] = b"\x01" * (high - low)
         times = sorted((age, task.created) for age, task in placed if task is not None)
         if times:
             if any(later < earlier for (_, earlier), (_, later) in itertools.pairwise(times)):

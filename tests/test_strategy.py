@@ -242,3 +242,63 @@ def test_a_backlog_bigger_than_a_scrape_falls_back_to_a_complete_listing() -> No
     facts = store.view().listing.last
     assert facts is not None and (facts.mode, facts.reason) == ("full", "fallback")
     assert_published_exactly(store.view(), listing)
+
+
+def test_a_background_listing_that_a_purge_broke_is_read_again() -> None:
+    listing = Listing(Order.NEWEST_FIRST, history(4000))
+    purged: list[str] = []
+
+    def purge_once(seconds: float) -> None:
+        if not purged:  # between the first two rounds, the oldest task is purged
+            purged.append(listing.tasks[0].task_id)
+            listing.remove(purged[0])
+
+    clock = FakeClock()
+    store = TaskStore("p1", SeriesSettings(), started_at=0)
+    runner = ListingStrategy(
+        listing, store, ListingSettings(), SeriesSettings(), rate_limit=1.0, clock=clock, pace=purge_once
+    )
+    with pytest.raises(ListingPending):
+        runner.run(far(clock))
+    wait_for(
+        "the first background listing", lambda: runner._background is not None and runner._background.done
+    )
+    with pytest.raises(ListingPending):
+        runner.run(far(clock))  # it was broken (counted), and is read again, not given up
+    assert set(store.view().listing.fallbacks) & {"duplicate", "removed"}
+    wait_for(
+        "the second background listing", lambda: runner._background is not None and runner._background.done
+    )
+    runner.run(far(clock))
+    assert_published_exactly(store.view(), listing)
+    runner.close()
+
+
+class Failing(Listing):
+    """Answers 503 while ``down`` is set."""
+
+    down = False
+
+    def fetch_pages(self, requests, deadline):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise ServerError("HTTP 503 APIGW.0613: busy")
+        return super().fetch_pages(requests, deadline)
+
+
+def test_a_finished_background_listing_outlives_a_failed_scrape() -> None:
+    listing = Failing(Order.NEWEST_FIRST, history(4000))
+    runner, store, clock = strategy(listing, rate_limit=1.0)
+    with pytest.raises(ListingPending):
+        runner.run(far(clock))
+    wait_for("the background listing", lambda: runner._background is not None and runner._background.done)
+    listing.down = True
+    with pytest.raises(ServerError):
+        runner.run(far(clock))  # the pass that would bring it to the present fails
+    listing.down = False
+    listing.calls = 0
+    runner.run(far(clock))  # taken over now, not read again from the start
+    assert listing.calls < 40
+    facts = store.view().listing.last
+    assert facts is not None and facts.mode == "sync"
+    assert_published_exactly(store.view(), listing)
+    runner.close()

@@ -40,6 +40,9 @@ Deadline = Callable[[], float]
 FULL, INCREMENTAL, SYNC = "full", "incremental", "sync"
 _BACKGROUND_ROUND_SECONDS = 60.0
 _PASS_TIMEOUTS_BEFORE_FALLBACK = 2
+# A background listing that tasks removed while it read is read again this many times in a row.
+_BACKGROUND_RESTARTS = 3
+_ORDER_REASONS = frozenset({"order_changed", "order_unknown"})
 # A background round that fails (429, 5xx, network) is read again after a pause growing from the
 # first to the max; after this many failures in a row the listing gives up.
 _BACKGROUND_ROUND_RETRIES = 10
@@ -123,6 +126,7 @@ class ListingStrategy:
         # scrape, as before incremental listing, however long they take (exact, or a timeout).
         self._no_background = False
         self._pass_timeouts = 0  # incremental passes in a row that ran out of time
+        self._background_restarts = 0  # background listings in a row that tasks removed broke
         self._last_complete = clock()
         self._background: _Background | None = None
         self._stopping = threading.Event()
@@ -249,16 +253,19 @@ class ListingStrategy:
         ):
             self._start_background(known.order, reconciling=True)
 
+    def _raw_pass(self, known: KnownTasks, deadline: Deadline) -> tuple[PassResult, int]:
+        return run_pass(
+            known,
+            lambda requests: self._client.fetch_pages(requests, deadline),
+            lambda task_ids: self._client.fetch_tasks(task_ids, deadline),
+            self._page_size,
+        )
+
     def _pass(self, known: KnownTasks, deadline: Deadline) -> tuple[PassResult, int]:
         """One incremental pass; a rejected one is counted, distrusts what is known, and raises
         ``_Discarded`` (an ``InconsistentListing``)."""
         try:
-            return run_pass(
-                known,
-                lambda requests: self._client.fetch_pages(requests, deadline),
-                lambda task_ids: self._client.fetch_tasks(task_ids, deadline),
-                self._page_size,
-            )
+            return self._raw_pass(known, deadline)
         except PassRejected as rejection:
             self._known = None
             self._reason = "fallback"
@@ -365,26 +372,27 @@ class ListingStrategy:
         """Take over a finished background listing; whether it published a snapshot.
 
         It is brought to the present by an incremental pass, and wins over the incremental state
-        where they differ (reconciliation): the difference is counted.
+        where they differ (reconciliation): the difference is counted. A pass that an API error
+        or the deadline ends leaves the listing to the next scrape: it is not read again.
         """
-        if background.error is not None or background.known is None:
-            error = background.error
-            reason = getattr(error, "reason", "internal")
-            log.warning("background complete listing failed: %s", error, extra={"reason": reason})
-            if isinstance(error, PassRejected):
-                # The API is not in the order it was read by: there is no listing that tasks
-                # arriving meanwhile cannot break, so none in the background either.
-                self._store.record_fallback(error.reason)
-                self._order = Order.UNKNOWN
-                self._reason = "order_unknown"
-                self._no_background = True
+        error = background.error
+        known = background.known
+        if error is None and known is not None:
+            try:
+                result, calls = self._raw_pass(known, deadline)
+            except PassRejected as rejection:
+                error = rejection
+            except ListingFailed:
+                self._background = background  # the next scrape tries again
+                raise
+        if error is not None or known is None:
+            self._background_failed(background, error)
             return False
         live = self._known
-        result, calls = self._pass(background.known, deadline)
         if background.reconciling and live is not None:
             try:
-                current, live_calls = self._pass(live, deadline)
-            except InconsistentListing:
+                current, live_calls = self._raw_pass(live, deadline)
+            except PassRejected:
                 self._store.note_reconciliation(mismatch=True)  # the incremental state was off
             else:
                 calls += live_calls
@@ -394,8 +402,32 @@ class ListingStrategy:
         self._last_complete = self._clock()
         self._order = result.known.order
         self._reason = "order_verified"
+        self._background_restarts = 0
         self._publish(result, calls + background.calls, started, SYNC)
         return True
+
+    def _background_failed(self, background: _Background, error: Exception | None) -> None:
+        reason = getattr(error, "reason", "internal")
+        log.warning("background complete listing failed: %s", error, extra={"reason": reason})
+        if not isinstance(error, PassRejected):
+            return  # an API error after its retries, or a defect: a first sync starts over
+        self._store.record_fallback(error.reason)
+        if error.reason in _ORDER_REASONS:
+            # The API is not in the order it was read by: there is no listing that tasks arriving
+            # meanwhile cannot break, so none in the background either.
+            self._order = Order.UNKNOWN
+            self._reason = "order_unknown"
+            self._no_background = True
+            return
+        # Tasks removed (or moved) while it read: read again, a few times, then give up on the
+        # background (complete listings in the scrape, exact or out of time).
+        self._background_restarts += 1
+        if self._background_restarts > _BACKGROUND_RESTARTS:
+            self._no_background = True
+        elif background.reconciling and self._known is not None:
+            return  # the incremental state stays; the next reconciliation comes in its time
+        elif background.sync is not None:
+            self._start_background(background.sync.order, reconciling=background.reconciling)
 
     def _pending(self) -> ListingPending:
         background = self._background

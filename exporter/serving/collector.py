@@ -118,6 +118,10 @@ def _gauge(name: str, documentation: str, labels: Sequence[str]) -> GaugeMetricF
     return GaugeMetricFamily(PREFIX + name, documentation, labels=labels)
 
 
+def _counter(name: str, documentation: str, labels: Sequence[str]) -> CounterMetricFamily:
+    return CounterMetricFamily(PREFIX + name, documentation, labels=labels)
+
+
 class _Families:
     """The families of one exposition; each ``fill_*`` adds one group's samples."""
 
@@ -138,13 +142,11 @@ class _Families:
         self.last_success = _gauge(
             "last_success_timestamp_seconds", "When a listing last succeeded (0: never yet).", p
         )
-        self.errors = CounterMetricFamily(
-            PREFIX + "scrape_errors", "Failed listings by reason.", labels=("project_id", "reason")
-        )
-        self.requests = CounterMetricFamily(
-            PREFIX + "api_requests",
+        self.errors = _counter("scrape_errors", "Failed listings by reason.", ("project_id", "reason"))
+        self.requests = _counter(
+            "api_requests",
             "HTTP requests made to the API, by HTTP status or network_error/timeout: the quota bill.",
-            labels=("operation", "code"),
+            ("operation", "code"),
         )
         self.latency = HistogramMetricFamily(
             PREFIX + "api_request_duration_seconds", "API request latency.", labels=("operation",)
@@ -181,15 +183,15 @@ class _Families:
             "end_time - create_time; while open, listing time - create_time.",
             pt,
         )
-        self.created_total = CounterMetricFamily(
-            PREFIX + "editing_tasks_created",
+        self.created_total = _counter(
+            "editing_tasks_created",
             "Tasks first seen that were created after the exporter started.",
-            labels=p,
+            p,
         )
-        self.finished_total = CounterMetricFamily(
-            PREFIX + "editing_tasks_finished",
+        self.finished_total = _counter(
+            "editing_tasks_finished",
             "Tasks seen reaching SUCCEED/FAILED/CANCEL while the exporter watched, each counted once.",
-            labels=("project_id", "status"),
+            ("project_id", "status"),
         )
         self.tracked = _gauge(
             "editing_tasks_tracked",
@@ -209,25 +211,25 @@ class _Families:
             ("project_id", "order"),
         )
         self.listing_calls = _gauge("listing_calls", "API calls the last published listing made.", p)
-        self.listing_fallbacks = CounterMetricFamily(
-            PREFIX + "listing_fallbacks",
+        self.listing_fallbacks = _counter(
+            "listing_fallbacks",
             "Incremental passes discarded for a complete listing, by the check that failed.",
-            labels=("project_id", "reason"),
+            ("project_id", "reason"),
         )
         self.sync_progress = _gauge(
             "listing_sync_progress_ratio",
             "Share of the tasks a running background complete listing has read.",
             p,
         )
-        self.reconciliations = CounterMetricFamily(
-            PREFIX + "listing_reconciliations",
+        self.reconciliations = _counter(
+            "listing_reconciliations",
             "Background complete listings compared with the incremental state.",
-            labels=p,
+            p,
         )
-        self.reconciliation_mismatches = CounterMetricFamily(
-            PREFIX + "listing_reconciliation_mismatches",
+        self.reconciliation_mismatches = _counter(
+            "listing_reconciliation_mismatches",
             "Reconciliations that disagreed with the incremental state (the complete listing won).",
-            labels=p,
+            p,
         )
         self.finished_duration = HistogramMetricFamily(
             PREFIX + "editing_finished_task_duration_seconds",

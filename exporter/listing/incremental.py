@@ -41,10 +41,6 @@ class Requests:
     def __bool__(self) -> bool:
         return bool(self.pages or self.task_ids)
 
-    @property
-    def calls(self) -> int:
-        return len(self.pages) + len(self.task_ids)
-
 
 @dataclass
 class PassResult:

@@ -82,9 +82,9 @@ class OrderUnknown(ListingFailed):
 class _Background:
     """A complete listing by age index on a thread of its own."""
 
-    sync: SyncByAge | None
-    thread: threading.Thread
     reconciling: bool
+    thread: threading.Thread | None = None
+    sync: SyncByAge | None = None  # once the order to read by is known
     known: KnownTasks | None = None
     recent: tuple[Task, ...] = ()
     calls: int = 0
@@ -164,7 +164,7 @@ class ListingStrategy:
     def close(self) -> None:
         self._stopping.set()
         background = self._background
-        if background is not None:
+        if background is not None and background.thread is not None:
             background.thread.join(5.0)
 
     # Complete listing in the scrape ------------------------------------------------------------
@@ -297,7 +297,7 @@ class ListingStrategy:
     # Background complete listing ---------------------------------------------------------------
 
     def _start_background(self, order: Order | None, *, reconciling: bool) -> None:
-        background = _Background(sync=None, thread=threading.Thread(), reconciling=reconciling)
+        background = _Background(reconciling=reconciling)
         background.thread = threading.Thread(
             target=self._sync, args=(background, order), name="listing-sync", daemon=True
         )

@@ -57,10 +57,6 @@ class SyncByAge:
         self.calls = 0
 
     @property
-    def started(self) -> bool:
-        return self._total is not None
-
-    @property
     def progress(self) -> float:
         if self._total is None:
             return 0.0

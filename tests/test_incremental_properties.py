@@ -49,8 +49,15 @@ class Api:
 
     def listed(self) -> list[Task]:
         listed = self.tasks[::-1] if self.order is Order.NEWEST_FIRST else list(self.tasks)
-        if self.duplicate_at is not None and 0 <= self.duplicate_at < len(listed):
-            listed.insert(self.duplicate_at, listed[self.duplicate_at])
+        if self.duplicate_at is not None:
+            # A well-formed record shown twice. A malformed one shown twice is, to any reader, one
+            # more malformed record (a complete listing would count it too): the nearest
+            # well-formed record at or after the place is the one repeated.
+            at = self.duplicate_at
+            while 0 <= at < len(listed) and listed[at].task_id in self.malformed:
+                at += 1
+            if 0 <= at < len(listed):
+                listed.insert(at, listed[at])
         return listed
 
     def _answered(self) -> None:

@@ -15,7 +15,7 @@ from exporter.listing.strategy import ListingPending, ListingStrategy, OrderUnkn
 from exporter.store import StoreView, TaskStore
 from exporter.tasks import SUCCEED
 from tests.conftest import FakeClock, wait_for
-from tests.fake_listing import Listing, history, step
+from tests.fake_listing import Listing, history, make, step
 
 
 def strategy(
@@ -302,3 +302,17 @@ def test_a_finished_background_listing_outlives_a_failed_scrape() -> None:
     assert facts is not None and facts.mode == "sync"
     assert_published_exactly(store.view(), listing)
     runner.close()
+
+
+def test_a_big_project_whose_ends_tell_no_order_is_listed_in_the_scrape() -> None:
+    # Every task in one second: the first and the last page cannot tell the order.
+    listing = Listing(Order.NEWEST_FIRST, [make(serial, SUCCEED, 1_800_000_000.0) for serial in range(4000)])
+    runner, store, clock = strategy(listing, rate_limit=1.0)
+    with pytest.raises(ListingPending):
+        runner.run(far(clock))
+    wait_for("the background listing", lambda: runner._background is not None and runner._background.done)
+    listing.calls = 0
+    runner.run(far(clock))  # no second background listing: a complete listing in the scrape
+    assert runner._background is None and listing.calls == 40
+    assert store.view().listing.fallbacks.get("order_unknown") == 1
+    assert_published_exactly(store.view(), listing)

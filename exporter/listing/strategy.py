@@ -359,14 +359,13 @@ class ListingStrategy:
         (last,) = self._client.fetch_pages(
             [PageRequest(last_offset, self._page_size)], self._round_deadline()
         )
-        if not first.tasks or not last.tasks:
-            return Order.UNKNOWN
-        head, tail = first.tasks[0].created, last.tasks[-1].created
-        if head > tail:
-            return Order.NEWEST_FIRST
-        if head < tail:
-            return Order.OLDEST_FIRST
-        raise PassRejected("order_unknown", "the first and the last task were created in the same second")
+        if first.tasks and last.tasks:
+            head, tail = first.tasks[0].created, last.tasks[-1].created
+            if head > tail:
+                return Order.NEWEST_FIRST
+            if head < tail:
+                return Order.OLDEST_FIRST
+        raise PassRejected("order_unknown", "the first and the last page tell no order")
 
     def _adopt(self, background: _Background, deadline: Deadline, started: float) -> bool:
         """Take over a finished background listing; whether it published a snapshot.

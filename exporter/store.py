@@ -163,12 +163,15 @@ class SeriesPicker:
         elif self._heap and entry[:2] > self._heap[0][:2]:
             heapq.heapreplace(self._heap, entry)
 
+    def tasks(self) -> tuple[Task, ...]:
+        """The tasks picked, best first, as they were offered."""
+        return tuple(task for *_, task in sorted(self._heap, reverse=True))
+
     def picked(self, counts: Mapping[str, int]) -> tuple[tuple[Task, ...], int]:
         """The tasks picked, best first, and how many qualified but were left out. A task whose
         status the counts merged into ``OTHER_STATUS`` carries that status here too."""
         series = tuple(
-            task if task.status in counts else task._replace(status=OTHER_STATUS)
-            for *_, task in sorted(self._heap, reverse=True)
+            task if task.status in counts else task._replace(status=OTHER_STATUS) for task in self.tasks()
         )
         return series, self._candidates - len(series)
 

@@ -74,6 +74,10 @@ def assert_exact(view: StoreView, simulator: Simulator, at: float) -> None:
     open_truth = {task.task_id: task.progress for task in simulator.world.open_tasks(at)}
     open_published = {task.task_id: task.progress for task in view.snapshot.series_tasks if task.is_open}
     assert open_published == open_truth
+    # Every per-task series, recently finished tasks included, shows the task as the API does.
+    for task in view.snapshot.series_tasks:
+        listed = simulator.world.find(task.task_id, at)
+        assert listed is not None and task == listed.as_task(at), task
 
 
 @pytest.mark.parametrize("order", ["newest-first", "oldest-first"])

@@ -340,7 +340,7 @@ class ListingStrategy:
             background.calls = sync.calls
             if sync.done:
                 background.known = sync.known()
-                background.recent = tuple(task for task in picker.picked({})[0] if not task.is_open)
+                background.recent = tuple(task for task in picker.tasks() if not task.is_open)
         except Exception as error:  # noqa: BLE001 - whatever ends the thread, API error or defect, is handed to the scrape that adopts it, which logs it; a thread that died silently would leave every scrape pending
             background.error = error
         finally:

@@ -77,6 +77,10 @@ class StatusCounts:
             counts[OTHER_STATUS] = counts.get(OTHER_STATUS, 0) + other
         return counts
 
+    def nonzero(self) -> dict[str, int]:
+        """``capped()`` without the statuses no task has."""
+        return {status: count for status, count in self.capped().items() if count}
+
 
 class InvalidTask(ValueError):
     """A record that is skipped and counted in ``huaweicloud_vod_editing_tasks_invalid``."""

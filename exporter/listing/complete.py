@@ -122,7 +122,7 @@ class KnownTasksBuilder:
             total=total,
             head=head,
             open=open_tasks,
-            finished={status: count for status, count in self._finished.capped().items() if count},
+            finished=self._finished.nonzero(),
             invalid=self._invalid,
         )
 

@@ -146,7 +146,7 @@ class SyncByAge:
             total=self._total,
             head=dict(sorted(self._head.items(), reverse=True)),
             open=dict(self._open),
-            finished={status: count for status, count in self._finished.capped().items() if count},
+            finished=self._finished.nonzero(),
             invalid=self._invalid,
         )
 

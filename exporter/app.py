@@ -88,7 +88,6 @@ class Exporter:
             strategy=self.strategy,
             min_refresh_interval=config.scrape.min_refresh_interval,
             listing_timeout=config.scrape.timeout,
-            drift_retries=config.scrape.drift_retries,
             clock=clock,
             wall_clock=wall_clock,
         )

@@ -81,7 +81,8 @@ class ListingCoordinator:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        """``strategy`` decides what each listing reads; by default a complete listing every time."""
+        """``strategy`` decides what each listing reads; by default a complete listing every time,
+        listed again up to ``drift_retries`` times when tasks changed while paging."""
         self._strategy = strategy or ListingStrategy(
             client,
             store,
@@ -94,7 +95,6 @@ class ListingCoordinator:
         self._store = store
         self._min_refresh_interval = min_refresh_interval
         self._listing_timeout = listing_timeout
-        self._drift_retries = drift_retries
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = threading.Lock()

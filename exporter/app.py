@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -17,6 +18,7 @@ from exporter.cloud.auth import build_auth
 from exporter.cloud.client import OPERATION as LIST_OPERATION
 from exporter.cloud.client import VodClient
 from exporter.cloud.credentials import Credentials
+from exporter.cloud.projects import resolve_project_id
 from exporter.config import Config
 from exporter.listing.coordinator import ListingCoordinator
 from exporter.listing.strategy import ListingStrategy
@@ -40,8 +42,11 @@ class Exporter:
         runtime_metrics: bool = True,
     ) -> None:
         """``runtime_metrics``: the process_*, python_* families too (not for a textfile, where
-        they would clash with node_exporter's own)."""
-        self.config = config
+        they would clash with node_exporter's own).
+
+        Without a project id, it is found from the region at IAM first (``cloud.projects``), and
+        kept in ``self.config``; a failed lookup raises ``ConfigError``.
+        """
         self._runtime_metrics = runtime_metrics
         self._clock = clock
         self.api_stats = ApiRequestStats()
@@ -53,6 +58,26 @@ class Exporter:
                 httpx.HTTPTransport(verify=api.verify_tls), self.api_stats, IAM_OPERATION
             ),
         )
+        if not api.project_id:
+            try:
+                project_id = resolve_project_id(
+                    config.region,
+                    self._iam_http,
+                    config.iam_endpoint,
+                    build_auth(
+                        credentials,
+                        project_id="",
+                        iam_endpoint=config.iam_endpoint,
+                        iam_http=self._iam_http,
+                        clock=wall_clock,
+                    ),
+                )
+            except BaseException:
+                self._iam_http.close()
+                raise
+            config = replace(config, api=replace(api, project_id=project_id))
+            api = config.api
+        self.config = config
         auth = build_auth(
             credentials,
             project_id=api.project_id,

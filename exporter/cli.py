@@ -77,13 +77,15 @@ api_options = compose(
     option(
         "--project-id",
         "project_id",
-        help="Project whose editing tasks to list [default: HUAWEICLOUD_SDK_PROJECT_ID].",
+        help="Project whose editing tasks to list [default: HUAWEICLOUD_SDK_PROJECT_ID, else the region's "
+        "project, asked of IAM at start-up].",
     ),
     option("--endpoint", "endpoint", help="VOD endpoint [default: https://vod.{region}.myhuaweicloud.com]."),
     option(
         "--iam-endpoint",
         "iam_endpoint",
-        help="IAM endpoint, for IAM password tokens only [default: https://iam.{region}.myhuaweicloud.com].",
+        help="IAM endpoint, for IAM password tokens and the project id lookup "
+        "[default: https://iam.{region}.myhuaweicloud.com].",
     ),
     option(
         "--auth.method",
@@ -311,7 +313,7 @@ def serve(**options: Any) -> None:
         config.web.host or "0.0.0.0",
         server.port,
         config.web.telemetry_path,
-        config.api.project_id,
+        exporter.config.api.project_id,
         config.api.endpoint,
     )
     wait_for_termination()

@@ -18,7 +18,7 @@ from exporter.cloud.auth import build_auth
 from exporter.cloud.client import OPERATION as LIST_OPERATION
 from exporter.cloud.client import VodClient
 from exporter.cloud.credentials import Credentials
-from exporter.cloud.projects import resolve_project_id
+from exporter.cloud.projects import ProjectIds
 from exporter.config import Config
 from exporter.listing.coordinator import ListingCoordinator
 from exporter.listing.strategy import ListingStrategy
@@ -60,18 +60,7 @@ class Exporter:
         )
         if not api.project_id:
             try:
-                project_id = resolve_project_id(
-                    config.region,
-                    self._iam_http,
-                    config.iam_endpoint,
-                    build_auth(
-                        credentials,
-                        project_id="",
-                        iam_endpoint=config.iam_endpoint,
-                        iam_http=self._iam_http,
-                        clock=wall_clock,
-                    ),
-                )
+                project_id = ProjectIds(self._iam_http, clock=wall_clock).resolve(config, credentials)
             except BaseException:
                 self._iam_http.close()
                 raise

@@ -21,6 +21,8 @@ from urllib.parse import parse_qsl, unquote
 from exporter.simulator import rejections
 from exporter.simulator.faults import FaultInjector
 from exporter.simulator.identity import Identity
+from exporter.simulator.platform import PATHS as PLATFORM_PATHS
+from exporter.simulator.platform import Platform
 from exporter.simulator.rejections import Rejected
 from exporter.simulator.world import World
 
@@ -51,7 +53,8 @@ class Response:
 
 
 class RequestLog:
-    """How many requests the simulator received, by kind (``tasks``, ``tokens``, ``other``) and by
+    """How many requests the simulator received, by kind (``tasks``, ``tokens``, ``metadata``,
+    ``oidc``, ``other``) and by
     answer: the HTTP status, or ``"reset"`` for a connection reset on purpose."""
 
     def __init__(self) -> None:
@@ -84,9 +87,11 @@ class Gateway:
         identity: Identity,
         faults: FaultInjector,
         sleep: Callable[[float], object],
+        platform: Platform | None = None,
     ) -> None:
         self.world = world
         self.identity = identity
+        self.platform = platform  # the metadata service and IAM's workload-identity exchange
         self.faults = faults  # replaced whole when settings change, so each request sees one set
         self.requests = RequestLog()
         self._sleep = sleep
@@ -96,6 +101,11 @@ class Gateway:
         match = TASKS_PATH.fullmatch(path)
         kind = "tasks" if match else "tokens" if path == TOKENS_PATH else "other"
         request_id = os.urandom(16).hex()
+        if self.platform is not None and path in PLATFORM_PATHS:
+            kind = PLATFORM_PATHS[path]
+            answer = self.platform.answer(request.method, path, request.headers, request.body)
+            self.requests.record(kind, answer.status)
+            return Response(answer.status, answer.body, request_id, answer.content_type, answer.headers)
         try:
             if match:
                 if request.method != "GET":

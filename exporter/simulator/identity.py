@@ -26,6 +26,7 @@ from exporter.cloud.signing import (
     signature,
 )
 from exporter.simulator import rejections
+from exporter.simulator.platform import Platform
 from exporter.simulator.rejections import Rejected
 
 MAX_CLOCK_SKEW = 15 * 60.0
@@ -72,8 +73,11 @@ class Identity:
         clock: Callable[[], float] = time.time,
         lockout_after: int = 5,
         lockout_seconds: float = 300.0,
+        platform: Platform | None = None,
     ) -> None:
+        """``platform``: where temporary keys (metadata, workload identity) are checked."""
         self.project_id = project_id
+        self._platform = platform
         self._access_keys = dict(access_keys)
         self._users = {(user.domain_name, user.name): user for user in iam_users}
         self._token_lifetime = token_lifetime
@@ -129,6 +133,8 @@ class Identity:
             raise rejections.bad_credentials(f"verify aksk signature fail, {error}") from None
         access_key = parsed.access_key
         secret_key = self._access_keys.get(access_key)
+        if secret_key is None and self._platform is not None:
+            secret_key = self._platform.secret_for(access_key, headers.get("x-security-token"))
         if secret_key is None:
             raise rejections.bad_credentials(f"Get secretKey failed,ak:{_mask(access_key)},err:ak not exist")
         now = self._clock()

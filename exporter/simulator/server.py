@@ -32,6 +32,7 @@ from typing import Any
 from exporter.simulator.faults import FaultInjector, FaultSettings
 from exporter.simulator.gateway import Gateway, Request, RequestLog, Response
 from exporter.simulator.identity import DEFAULT_TOKEN_LIFETIME, IamUser, Identity
+from exporter.simulator.platform import Platform, PlatformSettings
 from exporter.simulator.world import World, WorldSettings
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ class Simulator:
         world_clock: Callable[[], float] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        platform: PlatformSettings | None = None,
     ) -> None:
         if (access_key is None) != (secret_key is None):
             raise ValueError("give both access_key and secret_key, or neither")
@@ -174,6 +176,8 @@ class Simulator:
         self.project_id = project_id
         world_time = world_clock or clock
         self.world = World(settings, start=world_time(), clock=world_time)
+        # The metadata service and workload identities, when asked for (``platform``).
+        self.platform = Platform(platform, clock=clock) if platform is not None else None
         self.identity = Identity(
             project_id=project_id,
             access_keys={access_key: secret_key} if access_key and secret_key else {},
@@ -181,6 +185,7 @@ class Simulator:
             token_lifetime=token_lifetime,
             clock=clock,
             lockout_after=lockout_after,
+            platform=self.platform,
         )
         self._clock = clock
         self._fault_seed = settings.seed + 1
@@ -190,6 +195,7 @@ class Simulator:
             identity=self.identity,
             faults=FaultInjector(faults or FaultSettings(), seed=self._fault_seed, clock=clock),
             sleep=self._stopping.wait,
+            platform=self.platform,
         )
         self._address = (host, port)
         self._server: _HttpServer | None = None

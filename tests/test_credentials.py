@@ -401,7 +401,7 @@ def test_auto_with_nothing_says_every_way_to_fix_it(home: Path) -> None:
 
 def test_unknown_method(home: Path) -> None:
     assert config_error("kerberos", EVERYTHING, home=home) == (
-        "--auth.method: 'kerberos' is not one of auto, aksk, token, iam"
+        "--auth.method: 'kerberos' is not one of auto, aksk, token, iam, metadata, oidc"
     )
 
 

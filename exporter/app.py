@@ -16,7 +16,7 @@ from exporter.cloud.api_metrics import ApiRequestStats, CountingTransport
 from exporter.cloud.auth import build_auth, renewal_state
 from exporter.cloud.client import OPERATION as LIST_OPERATION
 from exporter.cloud.client import VodClient
-from exporter.cloud.credentials import METADATA_PROBE_TIMEOUT, Credentials
+from exporter.cloud.credentials import Credentials, metadata_client
 from exporter.config import Config
 from exporter.listing.coordinator import ListingCoordinator
 from exporter.listing.strategy import ListingStrategy
@@ -54,7 +54,7 @@ class Exporter:
             ),
         )
         # The metadata service is on the instance: not part of the API bill, and quick or absent.
-        self._metadata_http = httpx.Client(timeout=METADATA_PROBE_TIMEOUT, headers={"User-Agent": USER_AGENT})
+        self._metadata_http = metadata_client(headers={"User-Agent": USER_AGENT})
         auth = build_auth(
             credentials,
             project_id=api.project_id,

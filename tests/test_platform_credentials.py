@@ -222,3 +222,19 @@ def test_auto_asks_the_metadata_service_last_and_only_when_nothing_else_is_set(
     assert isinstance(found, MetadataCredentials) and found.endpoint == sim.url
     assert found.first_key is not None  # fetched once at start, and used: not fetched again
     assert sim.requests.count("metadata", 200) == 2
+
+
+def test_the_metadata_service_is_asked_directly_whatever_proxy_the_environment_names(
+    sim: Simulator, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, no_real_metadata_service: str
+) -> None:
+    # A proxy cannot reach the instance's link-local metadata address: never send it there.
+    monkeypatch.setenv("HTTP_PROXY", no_real_metadata_service)
+    monkeypatch.setenv("NO_PROXY", "")
+    exporter = exporter_for(sim, metadata_credentials(sim), clock)
+    try:
+        clock.sleep(KEY_LIFETIME)  # the renewal goes through the exporter's own client
+        view = exporter.list_once()
+        assert view.up, view.last_error
+        assert sim.requests.count("metadata", 200) == 4  # at start, then the renewal: session token and key
+    finally:
+        exporter.close()

@@ -20,6 +20,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -134,7 +135,7 @@ def resolve_credentials(
     if method == "oidc":
         return _oidc(env)
     if method == "metadata":
-        return _metadata(metadata_endpoint or DEFAULT_METADATA_ENDPOINT, metadata_http)
+        return metadata_credentials(metadata_endpoint or DEFAULT_METADATA_ENDPOINT, metadata_http)
     if method == "auto" and (_value(env, ENV_IDP_ID) or _value(env, ENV_ID_TOKEN_FILE)):
         return _oidc(env)
     if method == "aksk":
@@ -161,8 +162,9 @@ def resolve_credentials(
         return _iam_password(env, iam_username, iam_domain, iam_password_file)
     no_metadata = ""
     if metadata_endpoint is not None:
+        check_endpoint(metadata_endpoint, FLAG_METADATA_ENDPOINT)  # a typo is not "no service"
         try:
-            return _metadata(metadata_endpoint, metadata_http)
+            return metadata_credentials(metadata_endpoint, metadata_http)
         except ConfigError as error:
             log.debug("no credentials from the metadata service: %s", error)
             no_metadata = f", or run where the metadata service {metadata_endpoint} answers"
@@ -179,12 +181,9 @@ def resolve_credentials(
 def _oidc(env: Mapping[str, str]) -> OidcCredentials:
     idp_id, token_file = _value(env, ENV_IDP_ID), _value(env, ENV_ID_TOKEN_FILE)
     if idp_id is None or token_file is None:
-        present = [name for name, value in ((ENV_IDP_ID, idp_id), (ENV_ID_TOKEN_FILE, token_file)) if value]
-        absent = [
-            name for name, value in ((ENV_IDP_ID, idp_id), (ENV_ID_TOKEN_FILE, token_file)) if not value
-        ]
-        if present:
-            raise ConfigError(f"{present[0]} is set but {absent[0]} is not: set both for a workload identity")
+        if idp_id is not None or token_file is not None:
+            present, absent = (ENV_IDP_ID, ENV_ID_TOKEN_FILE) if idp_id else (ENV_ID_TOKEN_FILE, ENV_IDP_ID)
+            raise ConfigError(f"{present} is set but {absent} is not: set both for a workload identity")
         raise ConfigError(f"workload identity (oidc) needs {ENV_IDP_ID} and {ENV_ID_TOKEN_FILE}")
     # Only readability is checked here: kubelet rewrites the file, and it is read at each exchange.
     _read_text(Path(token_file), ENV_ID_TOKEN_FILE)
@@ -193,10 +192,18 @@ def _oidc(env: Mapping[str, str]) -> OidcCredentials:
     )
 
 
-def _metadata(endpoint: str, http: httpx.Client | None) -> MetadataCredentials:
-    """Checks that the metadata service at ``endpoint`` hands out a key, once, at start-up."""
+def metadata_client(**settings: Any) -> httpx.Client:
+    """A client for the metadata service: a link-local address that no proxy from the
+    environment can reach, so ``HTTP_PROXY`` and the like are ignored."""
+    return httpx.Client(timeout=METADATA_PROBE_TIMEOUT, trust_env=False, **settings)
+
+
+def metadata_credentials(endpoint: str, http: httpx.Client | None = None) -> MetadataCredentials:
+    """Credentials from the metadata service at ``endpoint``, checked by fetching a key (once, at
+    start-up: raises ``ConfigError`` in one line when the service is absent or answers garbage).
+    ``http`` asks it (default: a client with ``METADATA_PROBE_TIMEOUT``)."""
     endpoint = check_endpoint(endpoint, FLAG_METADATA_ENDPOINT)
-    client = http if http is not None else httpx.Client(timeout=METADATA_PROBE_TIMEOUT)
+    client = http if http is not None else metadata_client()
     try:
         key = MetadataKeys(endpoint, client)()
     except AuthError as error:

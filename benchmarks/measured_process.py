@@ -34,10 +34,16 @@ class MeasuredProcessFailed(RuntimeError):
     """A measured process exited with an error; the message ends with its stderr."""
 
 
+# A credential chain run by a benchmark must never reach a real metadata service
+# (169.254.169.254): its children ask a loopback port where nothing listens instead.
+NO_METADATA_SERVICE = {"VOD_EXPORTER_AUTH_METADATA_ENDPOINT": "http://127.0.0.1:1"}
+
+
 def child_environment(extra: dict[str, str]) -> dict[str, str]:
-    """The environment for a child: ours, the repository importable, and ``extra``."""
+    """The environment for a child: ours, the repository importable, no metadata service, and
+    ``extra``."""
     paths = [str(REPOSITORY), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **extra}
+    return {**os.environ, **NO_METADATA_SERVICE, "PYTHONPATH": os.pathsep.join(paths), **extra}
 
 
 def credentials_environment(access_key: str, secret_key: str) -> dict[str, str]:

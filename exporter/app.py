@@ -14,15 +14,15 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from exporter import __version__
 from exporter.cloud.api_metrics import ApiRequestStats, CountingTransport
-from exporter.cloud.auth import build_auth
+from exporter.cloud.auth import build_auth, renewal_state
 from exporter.cloud.client import OPERATION as LIST_OPERATION
 from exporter.cloud.client import VodClient
-from exporter.cloud.credentials import Credentials
+from exporter.cloud.credentials import Credentials, metadata_client
 from exporter.cloud.projects import ProjectIds
 from exporter.config import Config
 from exporter.listing.coordinator import ListingCoordinator
 from exporter.listing.strategy import ListingStrategy
-from exporter.serving.collector import VodCollector
+from exporter.serving.collector import CredentialsCollector, VodCollector
 from exporter.serving.web import WebApp
 from exporter.store import StoreView, TaskStore
 
@@ -58,11 +58,16 @@ class Exporter:
                 httpx.HTTPTransport(verify=api.verify_tls), self.api_stats, IAM_OPERATION
             ),
         )
+        # The metadata service is on the instance: not part of the API bill, and quick or absent.
+        self._metadata_http = metadata_client(headers={"User-Agent": USER_AGENT})
         if not api.project_id:
             try:
-                project_id = ProjectIds(self._iam_http, clock=wall_clock).resolve(config, credentials)
+                project_id = ProjectIds(
+                    self._iam_http, metadata_http=self._metadata_http, clock=wall_clock
+                ).resolve(config, credentials)
             except BaseException:
                 self._iam_http.close()
+                self._metadata_http.close()
                 raise
             config = replace(config, api=replace(api, project_id=project_id))
             api = config.api
@@ -72,6 +77,7 @@ class Exporter:
             project_id=api.project_id,
             iam_endpoint=config.iam_endpoint,
             iam_http=self._iam_http,
+            metadata_http=self._metadata_http,
             clock=wall_clock,
         )
         limits = httpx.Limits(max_connections=api.concurrency, max_keepalive_connections=api.concurrency)
@@ -115,6 +121,9 @@ class Exporter:
                 self.store.view, self.api_stats, min_refresh_interval=config.scrape.min_refresh_interval
             )
         )
+        renewing = renewal_state(auth)
+        if renewing is not None:
+            self.registry.register(CredentialsCollector(api.project_id, renewing))
 
     def wsgi_app(self, description: str = "") -> WebApp:
         return WebApp(
@@ -136,3 +145,4 @@ class Exporter:
         self.client.close()
         self._http.close()
         self._iam_http.close()
+        self._metadata_http.close()

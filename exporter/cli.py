@@ -84,15 +84,22 @@ api_options = compose(
     option(
         "--iam-endpoint",
         "iam_endpoint",
-        help="IAM endpoint, for IAM password tokens and the project id lookup "
+        help="IAM endpoint, for IAM password tokens, workload identities and the project id lookup "
         "[default: https://iam.{region}.myhuaweicloud.com].",
     ),
     option(
         "--auth.method",
         "auth_method",
-        type=click.Choice(["auto", "aksk", "token", "iam"]),
+        type=click.Choice(["auto", "aksk", "token", "iam", "metadata", "oidc"]),
         default="auto",
-        help="auto: AK/SK from HUAWEICLOUD_SDK_* or the SDK credentials file, then a static token, then IAM.",
+        help="auto: a CCE workload identity (HUAWEICLOUD_SDK_IDP_ID), AK/SK from HUAWEICLOUD_SDK_* or the "
+        "SDK credentials file, a static token, IAM, then the ECS metadata service.",
+    ),
+    option(
+        "--auth.metadata-endpoint",
+        "metadata_endpoint",
+        default="http://169.254.169.254",
+        help="ECS/BMS metadata service that hands out the instance agency's temporary keys.",
     ),
     option(
         "--auth.token-file",
@@ -249,7 +256,12 @@ def known_variables() -> set[str]:
 
 def load(options: dict[str, Any]) -> tuple[Config, Credentials]:
     """Config and credentials from the options and the environment, validated; nothing started."""
-    from exporter.cloud.credentials import AkSkCredentials, IamPasswordCredentials, resolve_credentials
+    from exporter.cloud.credentials import (
+        AkSkCredentials,
+        IamPasswordCredentials,
+        OidcCredentials,
+        resolve_credentials,
+    )
 
     env = dict(os.environ)
     credentials = resolve_credentials(
@@ -260,9 +272,12 @@ def load(options: dict[str, Any]) -> tuple[Config, Credentials]:
         iam_username=options.get("iam_username"),
         iam_domain=options.get("iam_domain"),
         iam_password_file=options.get("iam_password_file"),
+        metadata_endpoint=options.get("metadata_endpoint"),
     )
-    named_project = credentials.project_id if isinstance(credentials, AkSkCredentials) else None
-    needs_iam = isinstance(credentials, IamPasswordCredentials)
+    named_project = (
+        credentials.project_id if isinstance(credentials, (AkSkCredentials, OidcCredentials)) else None
+    )
+    needs_iam = isinstance(credentials, (IamPasswordCredentials, OidcCredentials))
     return Config.from_options(options, env, named_project, needs_iam=needs_iam), credentials
 
 

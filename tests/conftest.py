@@ -115,3 +115,25 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
         return resolve(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", guarded)
+
+
+METADATA_ENDPOINT_VARIABLE = "VOD_EXPORTER_AUTH_METADATA_ENDPOINT"
+
+
+@pytest.fixture(scope="session")
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound, never listening, held for the session so
+    that nothing else can take it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def no_real_metadata_service(monkeypatch: pytest.MonkeyPatch, closed_port: int) -> str:
+    """Every test that runs the credential chain (``auto`` asks the metadata service last) asks a
+    closed loopback port instead of 169.254.169.254, in this process and in the ones it starts.
+    A test that wants the simulator's metadata service sets the variable again."""
+    endpoint = f"http://127.0.0.1:{closed_port}"
+    monkeypatch.setenv(METADATA_ENDPOINT_VARIABLE, endpoint)
+    return endpoint

@@ -255,3 +255,10 @@ def test_incremental_benchmark_catches_each_disruption(
     verdicts = {t["case"]: t["met"] for t in result["targets"]}  # type: ignore[index]
     assert verdicts["disruptions"] is True
     assert "| disruptions | each disruption caught on the next pass, exact after |" in printed
+
+
+def test_benchmark_children_never_ask_a_real_metadata_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.measured_process import child_environment
+
+    monkeypatch.delenv("VOD_EXPORTER_AUTH_METADATA_ENDPOINT")  # as outside the test suite
+    assert child_environment({})["VOD_EXPORTER_AUTH_METADATA_ENDPOINT"].startswith("http://127.0.0.1:")

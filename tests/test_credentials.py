@@ -11,6 +11,7 @@ import pytest
 from exporter.cloud.credentials import (
     AkSkCredentials,
     IamPasswordCredentials,
+    OidcCredentials,
     StaticTokenCredentials,
     resolve_credentials,
 )
@@ -401,7 +402,7 @@ def test_auto_with_nothing_says_every_way_to_fix_it(home: Path) -> None:
 
 def test_unknown_method(home: Path) -> None:
     assert config_error("kerberos", EVERYTHING, home=home) == (
-        "--auth.method: 'kerberos' is not one of auto, aksk, token, iam"
+        "--auth.method: 'kerberos' is not one of auto, aksk, token, iam, metadata, oidc"
     )
 
 
@@ -424,3 +425,55 @@ def test_static_token_credentials_need_exactly_one_source(tmp_path: Path) -> Non
         StaticTokenCredentials(token=None, token_file=None)
     with pytest.raises(ValueError, match="exactly one"):
         StaticTokenCredentials(token=SECRET, token_file=tmp_path)
+
+
+# --- workload identity and metadata --------------------------------------------------------------
+
+
+def test_a_workload_identity_comes_before_aksk_in_auto_as_in_the_sdk(home: Path, tmp_path: Path) -> None:
+    token_file = tmp_path / "sa-token"
+    token_file.write_text("token")
+    env = {**EVERYTHING, "HUAWEICLOUD_SDK_IDP_ID": "idp", "HUAWEICLOUD_SDK_ID_TOKEN_FILE": str(token_file)}
+    found = resolve_credentials("auto", env, home=home)
+    assert isinstance(found, OidcCredentials)
+    assert (found.idp_id, found.id_token_file) == ("idp", token_file)
+    assert isinstance(resolve_credentials("aksk", env, home=home), AkSkCredentials)
+
+
+@pytest.mark.parametrize(
+    ("method", "env", "message"),
+    [
+        (
+            "oidc",
+            {},
+            "workload identity (oidc) needs HUAWEICLOUD_SDK_IDP_ID and HUAWEICLOUD_SDK_ID_TOKEN_FILE",
+        ),
+        (
+            "auto",
+            {"HUAWEICLOUD_SDK_IDP_ID": "idp"},
+            "HUAWEICLOUD_SDK_IDP_ID is set but HUAWEICLOUD_SDK_ID_TOKEN_FILE is not: "
+            "set both for a workload identity",
+        ),
+        (
+            "oidc",
+            {"HUAWEICLOUD_SDK_ID_TOKEN_FILE": "/var/run/token"},
+            "HUAWEICLOUD_SDK_ID_TOKEN_FILE is set but HUAWEICLOUD_SDK_IDP_ID is not: "
+            "set both for a workload identity",
+        ),
+        (
+            "oidc",
+            {"HUAWEICLOUD_SDK_IDP_ID": "idp", "HUAWEICLOUD_SDK_ID_TOKEN_FILE": "/nonexistent/token"},
+            "HUAWEICLOUD_SDK_ID_TOKEN_FILE: /nonexistent/token does not exist",
+        ),
+    ],
+)
+def test_an_incomplete_workload_identity_is_one_line(
+    home: Path, method: str, env: dict[str, str], message: str
+) -> None:
+    assert config_error(method, env, home=home) == message
+
+
+def test_a_mistyped_metadata_endpoint_is_named_not_taken_for_an_absent_service(home: Path) -> None:
+    assert config_error("auto", {}, home=home, metadata_endpoint="169.254.169.254") == (
+        "--auth.metadata-endpoint: '169.254.169.254' is not an http(s) URL"
+    )

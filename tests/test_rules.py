@@ -59,6 +59,9 @@ CONTRACT_METRICS = frozenset(
         "huaweicloud_vod_listing_sync_progress_ratio",
         "huaweicloud_vod_listing_reconciliations_total",
         "huaweicloud_vod_listing_reconciliation_mismatches_total",
+        # Credentials that expire (README, "Authentication").
+        "huaweicloud_vod_credentials_expiry_timestamp_seconds",
+        "huaweicloud_vod_credentials_renewal_failures_total",
     }
 )
 # Series Prometheus writes itself for every scrape target.

@@ -5,6 +5,10 @@ The SDK is the reference: for the same request on the wire and the same ``X-Sdk-
 paths and queries, because that is where signers disagree. The SDK is given what httpx actually
 sends (the encoded path, and the query pairs), which is exactly what the gateway checks.
 
+Temporary keys (a security token) are checked against the SDK's own ``BasicCredentials``, which
+adds ``X-Security-Token`` (and ``X-Project-Id``) itself before signing: so the SDK, not these tests,
+says which header carries the token and that it is signed.
+
 Known differences, outside what the exporter sends: the SDK signs every header it is given except
 names containing ``_``, and for a Content-Type other than JSON it adds
 ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`` instead of hashing the body.
@@ -24,7 +28,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.cloud import signing
-from exporter.cloud.auth import AkSkAuth
+from exporter.cloud.auth import AkSkAuth, TemporaryKeyAuth
+from exporter.cloud.providers import RenewingKey, TemporaryKey
 
 AK = "HPUAEXAMPLEAK0000000"
 SK = "ExampleSecretKey0123456789abcdefghijklmn"
@@ -191,6 +196,19 @@ moment = st.integers(
 )
 
 
+def generated_request(
+    method: str, host: str, path: str, query: list[tuple[str, str]], body: bytes
+) -> httpx.Request:
+    has_body = method != "GET" and body
+    return httpx.Request(
+        method,
+        f"https://{host}{path}",
+        params=tuple(query),
+        content=body if has_body else None,
+        headers={"Content-Type": "application/json"} if has_body else None,
+    )
+
+
 @CONFORMANCE
 @given(
     method=method,
@@ -212,14 +230,7 @@ def test_generated_requests_match_the_sdk(
     project_id: str | None,
     when: int,
 ) -> None:
-    has_body = method != "GET" and body
-    request = httpx.Request(
-        method,
-        f"https://{host}{path}",
-        params=tuple(query),
-        content=body if has_body else None,
-        headers={"Content-Type": "application/json"} if has_body else None,
-    )
+    request = generated_request(method, host, path, query, body)
     # What httpx puts on the wire must parse back to the pairs the SDK is given: that is what
     # the gateway reads. (httpx groups repeated keys together; order does not matter for signing.)
     assert sorted(query_pairs(request)) == sorted(query)
@@ -260,3 +271,62 @@ def test_extra_signed_headers_match_the_sdk(
     ours = signing.authorization(AK, SK, method, encoded_path, query, signed, body)
     expected, _ = sdk_sign(method, host, encoded_path, query, {"X-Sdk-Date": SDK_DATE, **headers}, body)
     assert ours == expected
+
+
+# --- temporary credentials: the header the SDK's credentials add, and that it is signed ---------
+
+
+def sdk_sign_with_credentials(
+    sent: httpx.Request, query: list[tuple[str, str]], security_token: str, project_id: str | None
+) -> SdkRequest:
+    """The SDK's request after its own credentials object has signed it: the SDK, not us, decides
+    which headers a security token and a project add (``Credentials.sign_request``)."""
+    headers = {"X-Sdk-Date": sent.headers["X-Sdk-Date"]}
+    if "Content-Type" in sent.headers:
+        headers["Content-Type"] = sent.headers["Content-Type"]
+    request = SdkRequest(
+        method=sent.method,
+        schema="https",
+        host=sent.headers["Host"],
+        resource_path=wire_path(sent),
+        query_params=list(query),
+        header_params=headers,
+        body=sent.content,
+    )
+    credentials = BasicCredentials(AK, SK, project_id).with_security_token(security_token)
+    signed: SdkRequest = credentials.sign_request(request)
+    return signed
+
+
+@CONFORMANCE
+@given(
+    method=method,
+    host=host,
+    path=path,
+    query=query,
+    body=st.binary(max_size=64),
+    security_token=token_text,
+    project_id=st.none() | token_text,
+    when=moment,
+)
+def test_temporary_key_requests_match_the_sdk_credentials(
+    method: str,
+    host: str,
+    path: str,
+    query: list[tuple[str, str]],
+    body: bytes,
+    security_token: str,
+    project_id: str | None,
+    when: int,
+) -> None:
+    request = generated_request(method, host, path, query, body)
+    key = TemporaryKey(AK, SK, security_token, expires_at=float(when) + 3600)
+    keys = RenewingKey(lambda: key, source="test", clock=lambda: float(when))
+    sent = sign_with_auth(TemporaryKeyAuth(keys, project_id=project_id, clock=lambda: float(when)), request)
+
+    expected = sdk_sign_with_credentials(sent, query, security_token, project_id)
+    assert sent.headers["X-Security-Token"] == expected.header_params["X-Security-Token"] == security_token
+    assert sent.headers.get("X-Project-Id") == expected.header_params.get("X-Project-Id")
+    assert sent.headers["Authorization"] == expected.header_params["Authorization"]
+    assert "x-security-token" in signing.parse_authorization(sent.headers["Authorization"]).signed_headers
+    assert wire_uri(sent) == expected.uri

@@ -34,6 +34,7 @@ from exporter.cloud import signing
 from exporter.config import ConfigError
 from exporter.simulator import FaultSettings, IamUser, Simulator, World, WorldSettings
 from exporter.simulator.command import build_simulator, simulate
+from exporter.simulator.platform import PlatformSettings
 from exporter.simulator.world import NEWEST_FIRST, OLDEST_FIRST, ORDERS, UNORDERED
 from exporter.tasks import (
     CANCEL,
@@ -984,6 +985,18 @@ def test_build_simulator_takes_the_order_bursts_stuck_and_purge_options() -> Non
     assert (settings.stuck_ends_after, settings.purge_after) == (3600.0, 86400.0)
     with pytest.raises(ConfigError, match="--stuck-tasks"):
         build_simulator(options(tasks=1, stuck_tasks=2), KEYS)
+
+
+def test_build_simulator_serves_platform_credentials_on_demand() -> None:
+    assert build_simulator(options(), KEYS).platform is None
+    args = ["--project-id", PROJECT, "--metadata-key-lifetime", "10m", "--idp-id", "idp-1"]
+    sim = build_simulator(simulate.make_context("simulate", args).params, {"VOD_SIMULATOR_ID_TOKENS": "a, b"})
+    assert sim.platform is not None
+    assert sim.platform.settings == PlatformSettings(
+        key_lifetime=600.0, idp_id="idp-1", id_tokens=frozenset("ab")
+    )
+    with pytest.raises(ConfigError, match="VOD_SIMULATOR_ID_TOKENS"):
+        build_simulator(options(idp_id="idp-1"), {})
 
 
 def test_simulate_parses_the_new_options_as_documented() -> None:

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.auth.internal import MetadataAccessor
+from huaweicloudsdkcore.auth.provider import EnvCredentialProvider, MetadataCredentialProvider
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkvod.v1 import ListAssetEditTaskRequest, VodClient
 
 from exporter.simulator import Simulator, WorldSettings
+from exporter.simulator.platform import PlatformSettings
 from exporter.tasks import parse_task
 from tests.conftest import PROJECT
 
@@ -97,3 +101,52 @@ def test_a_wrong_secret_key_reaches_the_sdk_as_apigw_0301(sim: Simulator) -> Non
         vod_client(sim, secret_key="not-the-secret").list_asset_edit_task(ListAssetEditTaskRequest())
     assert (caught.value.status_code, caught.value.error_code) == (401, "APIGW.0301")
     assert sim.requests.count("tasks", 401) == 1  # the SDK does not retry a 401 either
+
+
+# --- platform credentials: the SDK's own providers get their keys from the simulator -----------
+
+
+@pytest.fixture
+def platform_sim() -> Iterator[Simulator]:
+    platform = PlatformSettings(key_lifetime=3 * 3600, idp_id="sdk-idp", id_tokens=frozenset({"sa-token"}))
+    world = WorldSettings(tasks=42, seed=4, frozen=True)
+    with Simulator(project_id=PROJECT, world_settings=world, platform=platform) as simulator:
+        yield simulator
+
+
+def list_total(sim: Simulator, credentials: BasicCredentials) -> int:
+    client = (
+        VodClient.new_builder()
+        .with_http_config(HttpConfig.get_default_config())
+        .with_credentials(credentials)
+        .with_endpoints([sim.url])
+        .build()
+    )
+    return int(client.list_asset_edit_task(ListAssetEditTaskRequest(limit=10)).total)
+
+
+def test_the_sdk_metadata_provider_gets_a_key_the_gateway_accepts(
+    platform_sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK has no setting for the endpoint: its class constant is pointed at the simulator.
+    monkeypatch.setattr(MetadataAccessor, "_METADATA_ENDPOINT", platform_sim.url)
+    credentials = MetadataCredentialProvider.get_basic().get_credentials()
+    credentials.with_project_id(PROJECT)
+
+    assert list_total(platform_sim, credentials) == 42
+    assert credentials.security_token  # signed with the security token, as the SDK sends it
+    assert platform_sim.requests.count("metadata", 200) == 2  # the session token, then the key
+
+
+def test_the_sdk_workload_identity_provider_exchanges_at_the_simulator(
+    platform_sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("sa-token")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_IDP_ID", "sdk-idp")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_ID_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
+    credentials = EnvCredentialProvider.get_basic().get_credentials().with_iam_endpoint(platform_sim.url)
+
+    assert list_total(platform_sim, credentials) == 42
+    assert platform_sim.requests.count("oidc", 201) == 2  # the id token, then the temporary key

@@ -7,6 +7,11 @@ per-request state lives in the ``auth_flow`` generator, shared state behind a lo
 - ``StaticTokenAuth`` sends a token given as is, or read from a file that is re-read as it changes.
 - ``IamTokenAuth`` logs in to IAM with a password, caches the token and renews it well before
   it expires.
+- ``TemporaryKeyAuth`` signs with temporary keys from the platform (ECS metadata, CCE workload
+  identity; see ``providers``), renewed before they expire.
+
+The two that renew something expose ``expires_at`` and ``renewal_failures`` (``renewal_state``),
+which the collector publishes so that an alert can fire before the credentials run out.
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ from exporter.cloud.credentials import (
     AkSkCredentials,
     Credentials,
     IamPasswordCredentials,
+    MetadataCredentials,
+    OidcCredentials,
     StaticTokenCredentials,
 )
 from exporter.cloud.errors import ApiError, AuthError, BadResponseError, classify_response, unreachable
+from exporter.cloud.providers import MetadataKeys, OidcKeys, RenewingKey, TemporaryKey, renewal_time
 from exporter.timestamps import parse_timestamp
 
 log = logging.getLogger("exporter.cloud.auth")
@@ -209,6 +217,17 @@ class IamTokenAuth(httpx.Auth):
         self._refresh_at = 0.0
         self._rejection: AuthError | None = None
         self._rejection_until = 0.0
+        self._expires_at: float | None = None
+        self._failures = 0
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the token in use expires; None before the first login."""
+        return self._expires_at
+
+    @property
+    def renewal_failures(self) -> int:
+        return self._failures
 
     def __repr__(self) -> str:
         return f"IamTokenAuth(url={self._url!r}, username={self._username!r}, domain={self._domain!r})"
@@ -236,12 +255,17 @@ class IamTokenAuth(httpx.Auth):
             try:
                 token, expires_at = self._log_in()
             except AuthError as error:
+                self._failures += 1
                 self._rejection = error
                 self._rejection_until = now + self._auth_failure_hold
                 raise
+            except ApiError:
+                self._failures += 1
+                raise
             self._rejection = None
+            self._expires_at = expires_at
             self._token = token
-            self._refresh_at = _refresh_time(now, expires_at, self._refresh_margin)
+            self._refresh_at = renewal_time(now, expires_at, self._refresh_margin, _MIN_TOKEN_USE)
             log.info("obtained an IAM token for %s valid until %s", self._username, _iso(expires_at))
             return token
 
@@ -291,6 +315,64 @@ class IamTokenAuth(httpx.Auth):
         return token, expires_at
 
 
+class TemporaryKeyAuth(httpx.Auth):
+    """Signs every request with the current temporary key of ``keys`` and its security token.
+
+    When the API answers 401, the key is renewed and, if the platform hands out a different one,
+    the request is signed and sent once more. The 401's body is not read here: that would buffer
+    every answer without the bound ``bodies`` keeps. A key the platform still hands out is not
+    sent again, so a rejected key never counts twice towards the AK lock-out.
+    """
+
+    requires_request_body = True
+
+    def __init__(
+        self, keys: RenewingKey, *, project_id: str | None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._keys = keys
+        self._project_id = project_id
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"TemporaryKeyAuth(source={self._keys.source!r}, project_id={self._project_id!r})"
+
+    @property
+    def expires_at(self) -> float | None:
+        return self._keys.expires_at
+
+    @property
+    def renewal_failures(self) -> int:
+        return self._keys.renewal_failures
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        key = self._keys.current()
+        self._sign(request, key)
+        response = yield request
+        if response.status_code != 401:
+            return
+        fresh = self._keys.current(rejected=key)
+        if fresh.access_key == key.access_key and fresh.security_token == key.security_token:
+            return
+        log.info("the API rejected the temporary key (HTTP 401); signing once more with a renewed one")
+        self._sign(request, fresh)
+        yield request
+
+    def _sign(self, request: httpx.Request, key: TemporaryKey) -> None:
+        AkSkAuth(
+            key.access_key,
+            key.secret_key,
+            security_token=key.security_token,
+            project_id=self._project_id,
+            clock=self._clock,
+        ).sign(request)
+
+
+def renewal_state(auth: httpx.Auth) -> IamTokenAuth | TemporaryKeyAuth | None:
+    """``auth`` when it renews credentials that expire (it has ``expires_at`` and
+    ``renewal_failures``); None when nothing it holds expires."""
+    return auth if isinstance(auth, (IamTokenAuth, TemporaryKeyAuth)) else None
+
+
 # A token is always used for at least this long, even if the clocks disagree about its expiry:
 # logging in on every request would be worse than an occasional 401.
 _MIN_TOKEN_USE = 60.0
@@ -300,12 +382,6 @@ def _from_iam(error: ApiError) -> ApiError:
     """``error`` with a message that says it came from the IAM login, not from the VOD API."""
     error.args = (f"IAM token request: {error.args[0]}",)
     return error
-
-
-def _refresh_time(now: float, expires_at: float, margin: float) -> float:
-    lifetime = expires_at - now
-    # Half the lifetime caps the margin, so a token issued for less than the margin is still reused.
-    return now + max(lifetime - margin, lifetime / 2, _MIN_TOKEN_USE)
 
 
 def _iso(timestamp: float) -> str:
@@ -331,10 +407,14 @@ def build_auth(
     project_id: str,
     iam_endpoint: str,
     iam_http: httpx.Client,
+    metadata_http: httpx.Client | None = None,
     clock: Callable[[], float] = time.time,
 ) -> httpx.Auth:
-    """The ``httpx.Auth`` for ``credentials``. ``iam_http`` is used only to log in to IAM, never
-    for API calls, so that logging in does not pass through this auth again."""
+    """The ``httpx.Auth`` for ``credentials``. ``iam_http`` is used only to log in to IAM (and to
+    exchange a workload identity), never for API calls, so that logging in does not pass through
+    this auth again. ``metadata_http`` asks the metadata service (default: ``iam_http``).
+
+    Other keyword arguments may be added, always with defaults."""
     if isinstance(credentials, AkSkCredentials):
         return AkSkAuth(
             credentials.access_key,
@@ -355,4 +435,17 @@ def build_auth(
             http=iam_http,
             clock=clock,
         )
+    if isinstance(credentials, MetadataCredentials):
+        fetch = MetadataKeys(credentials.endpoint, metadata_http or iam_http)
+        keys = RenewingKey(
+            fetch,
+            source=f"the metadata service {fetch.endpoint}",
+            clock=clock,
+            first_key=credentials.first_key,
+        )
+        return TemporaryKeyAuth(keys, project_id=project_id, clock=clock)
+    if isinstance(credentials, OidcCredentials):
+        exchange = OidcKeys(iam_endpoint, credentials.idp_id, credentials.id_token_file, iam_http)
+        keys = RenewingKey(exchange, source=f"IAM {exchange.iam_endpoint} (workload identity)", clock=clock)
+        return TemporaryKeyAuth(keys, project_id=project_id, clock=clock)
     raise TypeError(f"unsupported credentials {type(credentials).__name__}")

@@ -3,8 +3,13 @@
 AK/SK is looked up the way the official SDK does it (``EnvCredentialProvider`` then
 ``ProfileCredentialProvider``): the environment counts only when it holds both the AK and the SK,
 otherwise the SDK credentials file is read. A static token and an IAM password login are the
-alternatives. Every mistake raises ``ConfigError`` with one line that names what is missing and
-never a secret value; secrets are also kept out of every ``repr``.
+alternatives. The platform can hand out temporary keys too (see ``providers``): a CCE workload
+identity (``HUAWEICLOUD_SDK_IDP_ID`` and ``HUAWEICLOUD_SDK_ID_TOKEN_FILE``, which the SDK's
+environment provider takes before AK/SK) and the ECS/BMS metadata service, which ``auto`` asks
+last, as the SDK's provider chain does, with a short connect timeout.
+
+Every mistake raises ``ConfigError`` with one line that names what is missing and never a secret
+value; secrets are also kept out of every ``repr``.
 """
 
 from __future__ import annotations
@@ -15,8 +20,13 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from exporter.config import ConfigError
+import httpx
+
+from exporter.cloud.errors import AuthError
+from exporter.cloud.providers import MetadataKeys, TemporaryKey
+from exporter.config import ConfigError, check_endpoint
 
 log = logging.getLogger("exporter.cloud.credentials")
 
@@ -25,6 +35,8 @@ ENV_SK = "HUAWEICLOUD_SDK_SK"
 ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
 ENV_PROJECT_ID = "HUAWEICLOUD_SDK_PROJECT_ID"
 ENV_CREDENTIALS_FILE = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
+ENV_IDP_ID = "HUAWEICLOUD_SDK_IDP_ID"
+ENV_ID_TOKEN_FILE = "HUAWEICLOUD_SDK_ID_TOKEN_FILE"
 ENV_AUTH_TOKEN = "VOD_EXPORTER_AUTH_TOKEN"
 ENV_IAM_PASSWORD = "VOD_EXPORTER_IAM_PASSWORD"
 
@@ -34,8 +46,13 @@ FLAG_TOKEN_FILE = "--auth.token-file"
 FLAG_IAM_USERNAME = "--iam.username"
 FLAG_IAM_DOMAIN = "--iam.domain"
 FLAG_IAM_PASSWORD_FILE = "--iam.password-file"
+FLAG_METADATA_ENDPOINT = "--auth.metadata-endpoint"
 
-METHODS = ("auto", "aksk", "token", "iam")
+METHODS = ("auto", "aksk", "token", "iam", "metadata", "oidc")
+DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"
+# Asking the metadata service at start-up: a host with none (a laptop, a pod without host
+# network) must not hold the start for long. The SDK allows 3 s to connect and 3 s to read.
+METADATA_PROBE_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 
 # The SDK's credentials file: an INI file whose [basic] section holds project-scoped credentials.
 SDK_FILE_SECTION = "basic"
@@ -69,7 +86,28 @@ class IamPasswordCredentials:
     password: str = field(repr=False)
 
 
-Credentials = AkSkCredentials | StaticTokenCredentials | IamPasswordCredentials
+@dataclass(frozen=True)
+class MetadataCredentials:
+    """Temporary keys from the ECS/BMS metadata service at ``endpoint`` (the instance's agency).
+    ``first_key``: the key fetched while checking the service at start-up, used until it is due."""
+
+    endpoint: str = DEFAULT_METADATA_ENDPOINT
+    first_key: TemporaryKey | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class OidcCredentials:
+    """A CCE workload identity: the service-account token in ``id_token_file``, exchanged at IAM
+    through the identity provider ``idp_id`` for temporary keys."""
+
+    idp_id: str
+    id_token_file: Path
+    project_id: str | None = None
+
+
+Credentials = (
+    AkSkCredentials | StaticTokenCredentials | IamPasswordCredentials | MetadataCredentials | OidcCredentials
+)
 
 
 def resolve_credentials(
@@ -81,14 +119,25 @@ def resolve_credentials(
     iam_username: str | None = None,
     iam_domain: str | None = None,
     iam_password_file: Path | None = None,
+    metadata_endpoint: str | None = None,
+    metadata_http: httpx.Client | None = None,
 ) -> Credentials:
-    """The credentials for ``method`` (``auto``, ``aksk``, ``token`` or ``iam``).
+    """The credentials for ``method`` (one of ``METHODS``).
 
-    ``auto`` takes the first complete source: AK/SK (environment, then the SDK credentials file),
-    then a static token, then an IAM password login.
+    ``auto`` takes the first complete source, in the SDK's order where the SDK has one: a workload
+    identity, AK/SK (environment, then the SDK credentials file), then a static token, then an IAM
+    password login, and last the metadata service at ``metadata_endpoint`` (only when one is given,
+    so that library callers never reach out to 169.254.169.254 by surprise). ``metadata_http``
+    asks it (default: a client with ``METADATA_PROBE_TIMEOUT``).
     """
     if method not in METHODS:
         raise ConfigError(f"--auth.method: {method!r} is not one of {', '.join(METHODS)}")
+    if method == "oidc":
+        return _oidc(env)
+    if method == "metadata":
+        return metadata_credentials(metadata_endpoint or DEFAULT_METADATA_ENDPOINT, metadata_http)
+    if method == "auto" and (_value(env, ENV_IDP_ID) or _value(env, ENV_ID_TOKEN_FILE)):
+        return _oidc(env)
     if method == "aksk":
         return _aksk(env, home)
     if method == "token":
@@ -111,11 +160,58 @@ def resolve_credentials(
         raise ConfigError(aksk.problem)
     if iam_username or iam_domain or password_given:
         return _iam_password(env, iam_username, iam_domain, iam_password_file)
+    no_metadata = ""
+    if metadata_endpoint is not None:
+        check_endpoint(metadata_endpoint, FLAG_METADATA_ENDPOINT)  # a typo is not "no service"
+        try:
+            return metadata_credentials(metadata_endpoint, metadata_http)
+        except ConfigError as error:
+            log.debug("no credentials from the metadata service: %s", error)
+            no_metadata = f", or run where the metadata service {metadata_endpoint} answers"
     raise ConfigError(
         f"no credentials: set {ENV_AK} and {ENV_SK} (or ak and sk in the [basic] section of "
         f"{aksk.file}), or {ENV_AUTH_TOKEN} or {FLAG_TOKEN_FILE}, or {FLAG_IAM_USERNAME}, "
-        f"{FLAG_IAM_DOMAIN} and {ENV_IAM_PASSWORD} or {FLAG_IAM_PASSWORD_FILE}"
+        f"{FLAG_IAM_DOMAIN} and {ENV_IAM_PASSWORD} or {FLAG_IAM_PASSWORD_FILE}{no_metadata}"
     )
+
+
+# --- platform: workload identity and metadata --------------------------------------------------
+
+
+def _oidc(env: Mapping[str, str]) -> OidcCredentials:
+    idp_id, token_file = _value(env, ENV_IDP_ID), _value(env, ENV_ID_TOKEN_FILE)
+    if idp_id is None or token_file is None:
+        if idp_id is not None or token_file is not None:
+            present, absent = (ENV_IDP_ID, ENV_ID_TOKEN_FILE) if idp_id else (ENV_ID_TOKEN_FILE, ENV_IDP_ID)
+            raise ConfigError(f"{present} is set but {absent} is not: set both for a workload identity")
+        raise ConfigError(f"workload identity (oidc) needs {ENV_IDP_ID} and {ENV_ID_TOKEN_FILE}")
+    # Only readability is checked here: kubelet rewrites the file, and it is read at each exchange.
+    _read_text(Path(token_file), ENV_ID_TOKEN_FILE)
+    return OidcCredentials(
+        idp_id=idp_id, id_token_file=Path(token_file), project_id=_value(env, ENV_PROJECT_ID)
+    )
+
+
+def metadata_client(**settings: Any) -> httpx.Client:
+    """A client for the metadata service: a link-local address that no proxy from the
+    environment can reach, so ``HTTP_PROXY`` and the like are ignored."""
+    return httpx.Client(timeout=METADATA_PROBE_TIMEOUT, trust_env=False, **settings)
+
+
+def metadata_credentials(endpoint: str, http: httpx.Client | None = None) -> MetadataCredentials:
+    """Credentials from the metadata service at ``endpoint``, checked by fetching a key (once, at
+    start-up: raises ``ConfigError`` in one line when the service is absent or answers garbage).
+    ``http`` asks it (default: a client with ``METADATA_PROBE_TIMEOUT``)."""
+    endpoint = check_endpoint(endpoint, FLAG_METADATA_ENDPOINT)
+    client = http if http is not None else metadata_client()
+    try:
+        key = MetadataKeys(endpoint, client)()
+    except AuthError as error:
+        raise ConfigError(f"{FLAG_METADATA_ENDPOINT}: no temporary key: {error}") from None
+    finally:
+        if http is None:
+            client.close()
+    return MetadataCredentials(endpoint=endpoint, first_key=key)
 
 
 # --- AK/SK -------------------------------------------------------------------------------------

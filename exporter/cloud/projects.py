@@ -113,8 +113,17 @@ class ProjectIds:
     a time.
     """
 
-    def __init__(self, http: httpx.Client, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        metadata_http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``metadata_http``: the client for the instance's metadata service, for metadata
+        credentials (the IAM client otherwise, which would bill it as an IAM call)."""
         self._http = http
+        self._metadata_http = metadata_http
         self._clock = clock
         self._lock = threading.Lock()
         self._found: dict[tuple[str, str, Hashable], str] = {}
@@ -134,6 +143,7 @@ class ProjectIds:
                     project_id="",
                     iam_endpoint=config.iam_endpoint,
                     iam_http=self._http,
+                    metadata_http=self._metadata_http,
                     clock=self._clock,
                 )
                 self._found[key] = resolve_project_id(config.region, self._http, config.iam_endpoint, auth)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -334,3 +335,55 @@ def _cumulative(histogram: HistogramSnapshot) -> tuple[list[tuple[str, float]], 
 def _float_text(value: float) -> str:
     # Prometheus' own client writes le="10.0"; keep that form so dashboards match across exporters.
     return repr(float(value))
+
+
+class CredentialsState(Protocol):
+    """What the collector reads of credentials that expire and are renewed (``auth`` provides
+    it): read-only, and never a call to the cloud."""
+
+    @property
+    def expires_at(self) -> float | None: ...
+
+    @property
+    def renewal_failures(self) -> int: ...
+
+
+class CredentialsCollector(Collector):
+    """When the credentials in use expire, and how often renewing them failed. Registered only
+    for credentials that expire (an IAM token, a temporary key), so the families are absent for a
+    long-lived AK/SK or a static token. Sample::
+
+        huaweicloud_vod_credentials_expiry_timestamp_seconds{project_id="p1"} 1.7649e+09
+        huaweicloud_vod_credentials_renewal_failures_total{project_id="p1"} 0.0
+    """
+
+    def __init__(self, project_id: str, state: CredentialsState) -> None:
+        self._project_id = project_id
+        self._state = state
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        expiry, failures = self._families()
+        expires_at = self._state.expires_at
+        if expires_at is not None:
+            expiry.add_metric((self._project_id,), expires_at)
+        failures.add_metric((self._project_id,), self._state.renewal_failures)
+        return [expiry, failures] if expires_at is not None else [failures]
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily]:
+        p = ("project_id",)
+        return (
+            _gauge(
+                "credentials_expiry_timestamp_seconds",
+                "When the credentials in use (IAM token or temporary key) expire; renewed before then.",
+                p,
+            ),
+            _counter(
+                "credentials_renewal_failures",
+                "Failed attempts to renew the credentials; the last good ones are used until they expire.",
+                p,
+            ),
+        )

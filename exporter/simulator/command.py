@@ -25,6 +25,7 @@ from exporter.logs import FORMATS, LEVELS, configure_logging
 from exporter.simulator.accounts import DEFAULT_REGION, Account, Project
 from exporter.simulator.faults import FaultSettings
 from exporter.simulator.identity import IamUser
+from exporter.simulator.platform import PlatformSettings
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import ORDERS, WorldSettings
 
@@ -32,6 +33,7 @@ log = logging.getLogger("exporter.simulator")
 
 ENV_PREFIX = "VOD_SIMULATOR_"
 PASSWORD_VARIABLE = ENV_PREFIX + "IAM_PASSWORD"
+ID_TOKENS_VARIABLE = ENV_PREFIX + "ID_TOKENS"
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9882"
 
 option = env_option(ENV_PREFIX)
@@ -117,6 +119,18 @@ SHARE = click.FloatRange(0.0, 1.0)
     help=f"IAM user who may get a token (POST /v3/auth/tokens); password from {PASSWORD_VARIABLE}.",
 )
 @option("--iam-domain", "iam_domain", help="The IAM user's account name [default: the user name].")
+@option(
+    "--metadata-key-lifetime",
+    "metadata_key_lifetime",
+    callback=duration,
+    default="0s",
+    help="Serve the ECS metadata service, with temporary keys valid this long (0s: no metadata service).",
+)
+@option(
+    "--idp-id",
+    "idp_id",
+    help=f"Serve IAM's workload-identity exchange for this provider; tokens in {ID_TOKENS_VARIABLE}.",
+)
 @option("--latency", "latency", callback=duration, default="0s", help="Added to every listing answer.")
 @option("--latency-jitter", "latency_jitter", callback=duration, default="0s", help="Up to this much more.")
 @option(
@@ -203,8 +217,12 @@ def build_simulator(options: dict[str, Any], environ: Mapping[str, str]) -> Simu
         if not password:
             raise ConfigError(f"--iam-user needs the user's password in {PASSWORD_VARIABLE}")
         users.append(IamUser(options["iam_user"], password, options["iam_domain"] or options["iam_user"]))
-    if access_key is None and not users:
-        raise ConfigError("no credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or --iam-user")
+    platform = _platform(options, environ)
+    if access_key is None and not users and platform is None:
+        raise ConfigError(
+            "no credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or --iam-user, "
+            "or --metadata-key-lifetime, or --idp-id"
+        )
     if options["token_lifetime"] <= 0:
         raise ConfigError("--token-lifetime must be longer than 0s")
     projects = [
@@ -217,6 +235,24 @@ def build_simulator(options: dict[str, Any], environ: Mapping[str, str]) -> Simu
         token_lifetime=options["token_lifetime"],
         host=host or "0.0.0.0",
         port=port,
+        platform=platform,
+    )
+
+
+def _platform(options: Mapping[str, Any], environ: Mapping[str, str]) -> PlatformSettings | None:
+    lifetime, idp_id = options.get("metadata_key_lifetime") or 0.0, options.get("idp_id")
+    if not lifetime and not idp_id:
+        return None
+    tokens = frozenset(
+        token.strip() for token in environ.get(ID_TOKENS_VARIABLE, "").split(",") if token.strip()
+    )
+    if idp_id and not tokens:
+        raise ConfigError(f"--idp-id needs the service-account tokens IAM accepts in {ID_TOKENS_VARIABLE}")
+    # Workload-identity keys live as long as metadata keys; an hour when only --idp-id is given.
+    return PlatformSettings(
+        key_lifetime=lifetime or PlatformSettings.key_lifetime,
+        idp_id=idp_id or PlatformSettings.idp_id,
+        id_tokens=tokens,
     )
 
 

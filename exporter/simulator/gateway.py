@@ -28,6 +28,8 @@ from exporter.simulator import rejections
 from exporter.simulator.accounts import Account, Project
 from exporter.simulator.faults import FaultInjector, FaultSettings, RequestQuota
 from exporter.simulator.identity import Identity
+from exporter.simulator.platform import PATHS as PLATFORM_PATHS
+from exporter.simulator.platform import Platform
 from exporter.simulator.rejections import Rejected
 from exporter.simulator.world import World
 
@@ -60,8 +62,8 @@ class Response:
 
 class RequestLog:
     """How many requests the simulator received, by kind (``tasks``, ``tokens``, ``projects``,
-    ``other``) and by answer: the HTTP status, or ``"reset"`` for a connection reset on purpose.
-    Listings are also counted by the project id in their path."""
+    ``metadata``, ``oidc``, ``other``) and by answer: the HTTP status, or ``"reset"`` for a connection
+    reset on purpose. Listings are also counted by the project id in their path."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -108,9 +110,11 @@ class Gateway:
         faults: FaultSettings,
         clock: Callable[[], float],
         sleep: Callable[[float], object],
+        platform: Platform | None = None,
     ) -> None:
         self.worlds = dict(worlds)
         self.identity = identity
+        self.platform = platform  # the metadata service and IAM's workload-identity exchange
         self.requests = RequestLog()
         self._accounts = {account.name: account for account in accounts}
         self._projects: dict[str, Project] = {
@@ -166,6 +170,11 @@ class Gateway:
         )
         project_id = unquote(match.group(1)) if match else None
         request_id = os.urandom(16).hex()
+        if self.platform is not None and path in PLATFORM_PATHS:
+            kind = PLATFORM_PATHS[path]
+            answer = self.platform.answer(request.method, path, request.headers, request.body)
+            self.requests.record(kind, answer.status)
+            return Response(answer.status, answer.body, request_id, answer.content_type, answer.headers)
         try:
             if match:
                 if request.method != "GET":

@@ -30,6 +30,7 @@ from exporter.cloud.signing import (
     signature,
 )
 from exporter.simulator import rejections
+from exporter.simulator.platform import Platform
 from exporter.simulator.rejections import Rejected
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class Identity:
         clock: Callable[[], float] = time.time,
         lockout_after: int = 5,
         lockout_seconds: float = 300.0,
+        platform: Platform | None = None,
     ) -> None:
         self._accounts = {account.name: account for account in accounts}
         self._projects = {
@@ -101,6 +103,7 @@ class Identity:
             for account in accounts
             for user in account.iam_users
         }
+        self._platform = platform  # where temporary keys (metadata, workload identity) are checked
         self._token_lifetime = token_lifetime
         self._clock = clock
         self._lockout_after = lockout_after
@@ -154,6 +157,11 @@ class Identity:
             raise rejections.bad_credentials(f"verify aksk signature fail, {error}") from None
         access_key = parsed.access_key
         known = self._access_keys.get(access_key)
+        if known is None and self._platform is not None:
+            temporary = self._platform.secret_for(access_key, headers.get("x-security-token"))
+            if temporary is not None:
+                # The platform's keys belong to the first account: the instance's or the pod's own.
+                known = (temporary, next(iter(self._accounts)))
         if known is None:
             raise rejections.bad_credentials(f"Get secretKey failed,ak:{_mask(access_key)},err:ak not exist")
         secret_key, account = known

@@ -41,6 +41,7 @@ from exporter.simulator.accounts import DEFAULT_REGION, Account, Project, check_
 from exporter.simulator.faults import FaultSettings
 from exporter.simulator.gateway import Gateway, Request, RequestLog, Response
 from exporter.simulator.identity import DEFAULT_TOKEN_LIFETIME, IamUser, Identity
+from exporter.simulator.platform import Platform, PlatformSettings
 from exporter.simulator.world import World, WorldSettings
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ class Simulator:
         world_clock: Callable[[], float] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        platform: PlatformSettings | None = None,
     ) -> None:
         if (project_id is None) == (not accounts):
             raise ValueError("give either project_id or accounts")
@@ -199,8 +201,14 @@ class Simulator:
             for account in self.accounts
             for project in account.projects
         }
+        # The metadata service and workload identities, when asked for (``platform``).
+        self.platform = Platform(platform, clock=clock) if platform is not None else None
         self.identity = Identity(
-            accounts=self.accounts, token_lifetime=token_lifetime, clock=clock, lockout_after=lockout_after
+            accounts=self.accounts,
+            token_lifetime=token_lifetime,
+            clock=clock,
+            lockout_after=lockout_after,
+            platform=self.platform,
         )
         self._stopping = threading.Event()
         self.gateway = Gateway(
@@ -210,6 +218,7 @@ class Simulator:
             faults=faults or FaultSettings(),
             clock=clock,
             sleep=self._stopping.wait,
+            platform=self.platform,
         )
         self._address = (host, port)
         self._server: _HttpServer | None = None

@@ -6,8 +6,9 @@ Each target (a region and project) has parts of its own, a ``TargetExporter``: i
 client, store, listing strategy and coordinator (its listing, health, per-task cap and tracker).
 The process has the rest: the registry and collector, the web app, the IAM client, the API
 call statistics, and one request-rate limit per quota (targets that share credentials share a
-tenant's flow control). ``apply`` swaps the set of targets (a reload): unchanged targets keep
-their parts, and so their counters; removed ones are closed.
+tenant's flow control), and the project ids found from regions at IAM (``cloud.projects``).
+``apply`` swaps the set of targets (a reload): unchanged targets keep their parts, and so their
+counters; removed ones are closed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import httpx
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -25,9 +27,10 @@ from exporter.cloud.api_metrics import ApiRequestStats, CountingTransport
 from exporter.cloud.auth import build_auth
 from exporter.cloud.client import OPERATION as LIST_OPERATION
 from exporter.cloud.client import VodClient
-from exporter.cloud.credentials import Credentials
+from exporter.cloud.credentials import AkSkCredentials, Credentials
+from exporter.cloud.projects import ProjectIds
 from exporter.cloud.throttle import RateLimiter
-from exporter.config import Config
+from exporter.config import Config, ConfigError
 from exporter.listing.coordinator import ListingCoordinator
 from exporter.listing.strategy import ListingStrategy
 from exporter.serving.collector import TargetView, VodCollector
@@ -42,12 +45,14 @@ USER_AGENT = f"vod-exporter/{__version__}"
 
 
 class TargetExporter:
-    """One target's parts, built from its ``TargetSetup``; the process-wide ones passed in."""
+    """One target's parts, built from its ``TargetSetup`` (its project id known); the process-wide
+    ones passed in. ``given`` is the setup as configured, which a reload compares."""
 
     def __init__(
         self,
         setup: TargetSetup,
         *,
+        given: TargetSetup,
         api_stats: ApiRequestStats,
         iam_http: httpx.Client,
         limiter: RateLimiter,
@@ -55,6 +60,7 @@ class TargetExporter:
         wall_clock: Callable[[], float],
     ) -> None:
         self.setup = setup
+        self.given = given
         config = setup.config
         api = config.api
         auth = build_auth(
@@ -125,7 +131,11 @@ class Exporter:
         config; ``config`` then gives what the process shares: web and scrape settings).
 
         ``runtime_metrics``: the process_*, python_* families too (not for a textfile, where
-        they would clash with node_exporter's own)."""
+        they would clash with node_exporter's own).
+
+        A target without a project id has it found from its region at IAM first; a failed lookup
+        raises ``ConfigError``. With one target, ``self.config`` is then its config, project included.
+        """
         if (credentials is None) == (not targets):
             raise ValueError("give credentials (one target) or targets, not both")
         self.config = config
@@ -141,12 +151,19 @@ class Exporter:
                 httpx.HTTPTransport(verify=api.verify_tls), self.api_stats, IAM_OPERATION
             ),
         )
+        self._projects = ProjectIds(self._iam_http)
         self._limiters: dict[str, RateLimiter] = {}
         self._targets: tuple[TargetExporter, ...] = ()
         self._applying = threading.Lock()
         if credentials is not None:
             targets = (TargetSetup(config, credentials, PROCESS_CHAIN),)
-        self.apply(targets)
+        try:
+            self.apply(targets)
+        except BaseException:
+            self._iam_http.close()
+            raise
+        if credentials is not None:
+            self.config = self.targets[0].setup.config
         self.registry = registry if registry is not None else CollectorRegistry()
         if runtime_metrics:
             ProcessCollector(registry=self.registry)
@@ -180,15 +197,18 @@ class Exporter:
     def apply(self, setups: Sequence[TargetSetup]) -> None:
         """Watch exactly ``setups`` from now on: a target whose setup is unchanged keeps its parts
         (its counters carry on); new ones start; removed ones stop exporting at once and are closed
-        in the background, so that a reload never waits for their listings."""
+        in the background, so that a reload never waits for their listings. Raises ``ConfigError``
+        (and changes nothing) when a project id cannot be found or two targets are one project."""
         with self._applying:
-            previous = {target.setup: target for target in self._targets}
+            resolved = self._resolve(setups)
+            previous = {target.given: target for target in self._targets}
             targets = []
-            for setup in setups:
-                target = previous.pop(setup, None)
+            for given, setup in zip(setups, resolved, strict=True):
+                target = previous.pop(given, None)
                 if target is None:
                     target = TargetExporter(
                         setup,
+                        given=given,
                         api_stats=self.api_stats,
                         iam_http=self._iam_http,
                         limiter=self._limiter(setup),
@@ -203,6 +223,38 @@ class Exporter:
             threading.Thread(
                 target=removed.close, args=(0.0,), name=f"close-{removed.project_id}", daemon=True
             ).start()
+
+    def _resolve(self, setups: Sequence[TargetSetup]) -> list[TargetSetup]:
+        """``setups`` with every project id known: kept targets as they run, others found at IAM."""
+        running = {target.given: target.setup for target in self._targets}
+        resolved: list[TargetSetup] = []
+        first_of: dict[str, TargetSetup] = {}
+        for setup in setups:
+            known = running.get(setup) or (setup if setup.config.api.project_id else self._look_up(setup))
+            project_id = known.config.api.project_id
+            first = first_of.setdefault(project_id, setup)
+            if first is not setup:
+                raise ConfigError(
+                    f"{setup.source}: {setup.label} is project {project_id}, as {first.label} is: remove one"
+                )
+            resolved.append(known)
+        return resolved
+
+    def _look_up(self, setup: TargetSetup) -> TargetSetup:
+        config, credentials = setup.config, setup.credentials
+        auth = build_auth(
+            credentials,
+            project_id="",
+            iam_endpoint=config.iam_endpoint,
+            iam_http=self._iam_http,
+            clock=self._wall_clock,
+        )
+        # Two entries (or two keys) may be two accounts, whose projects in one region differ.
+        account = (
+            setup.quota + ":" + (credentials.access_key if isinstance(credentials, AkSkCredentials) else "")
+        )
+        project_id = self._projects.resolve(config.region, config.iam_endpoint, auth, account=account)
+        return replace(setup, config=replace(config, api=replace(config.api, project_id=project_id)))
 
     def _limiter(self, setup: TargetSetup) -> RateLimiter:
         """The quota's shared limit; its rate and burst are the first target's (the flags give

@@ -96,13 +96,15 @@ api_options = compose(
     option(
         "--project-id",
         "project_id",
-        help="Project whose editing tasks to list [default: HUAWEICLOUD_SDK_PROJECT_ID].",
+        help="Project whose editing tasks to list [default: HUAWEICLOUD_SDK_PROJECT_ID, else the region's "
+        "project, asked of IAM at start-up].",
     ),
     option("--endpoint", "endpoint", help="VOD endpoint [default: https://vod.{region}.myhuaweicloud.com]."),
     option(
         "--iam-endpoint",
         "iam_endpoint",
-        help="IAM endpoint, for IAM password tokens only [default: https://iam.{region}.myhuaweicloud.com].",
+        help="IAM endpoint, for IAM password tokens and the project id lookup "
+        "[default: https://iam.{region}.myhuaweicloud.com].",
     ),
     option(
         "--auth.method",
@@ -382,7 +384,7 @@ def serve(**options: Any) -> None:
         config.web.host or "0.0.0.0",
         server.port,
         config.web.telemetry_path,
-        ", ".join(f"project {s.config.api.project_id} ({s.config.api.endpoint})" for s in setups),
+        ", ".join(f"project {t.project_id} ({t.setup.config.api.endpoint})" for t in exporter.targets),
     )
     wait_for_termination(on_hangup=reloader.reload if reloader is not None else None)
     log.info("shutting down")

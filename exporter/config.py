@@ -119,7 +119,7 @@ class ApiSettings:
     """How the client spends API calls. Defaults are explained in the README's quota section."""
 
     endpoint: str
-    project_id: str
+    project_id: str  # empty until found from the region at start-up (``cloud.projects``)
     page_size: int = 100
     concurrency: int = 4
     rate_limit: float = 20.0  # requests per second; 0 turns the limit off
@@ -270,9 +270,19 @@ class Config:
                 iam_endpoint or f"https://iam.{region}.myhuaweicloud.com", "--iam-endpoint"
             )
         project_id = given("project_id") or env.get("HUAWEICLOUD_SDK_PROJECT_ID") or default_project_id
-        if not project_id:
-            raise ConfigError("set --project-id (or VOD_EXPORTER_PROJECT_ID / HUAWEICLOUD_SDK_PROJECT_ID)")
-        check_project_id(project_id)
+        if project_id:
+            check_project_id(project_id)
+        elif needs_iam:
+            # IAM scopes a password login to a project: there is none yet to log in with.
+            raise ConfigError(
+                "set --project-id (or VOD_EXPORTER_PROJECT_ID / HUAWEICLOUD_SDK_PROJECT_ID): "
+                "an IAM password login cannot look it up"
+            )
+        elif not region:
+            raise ConfigError(
+                "set --project-id (or VOD_EXPORTER_PROJECT_ID / HUAWEICLOUD_SDK_PROJECT_ID), "
+                "or --region to look it up at IAM"
+            )
         api, series, scrape, web = ApiSettings, SeriesSettings(), ScrapeSettings(), WebSettings()
         listing = ListingSettings()
         host, port = parse_listen_address(given("listen_address", f"{web.host}:{web.port}"))
@@ -282,7 +292,7 @@ class Config:
             iam_endpoint=iam_endpoint or "",
             api=ApiSettings(
                 endpoint=endpoint,
-                project_id=project_id,
+                project_id=project_id or "",
                 concurrency=given("concurrency", api.concurrency),
                 rate_limit=given("rate_limit", api.rate_limit),
                 request_timeout=duration("request_timeout", "--api.timeout", api.request_timeout),

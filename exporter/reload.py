@@ -32,8 +32,8 @@ class Reloader(Collector):
         *,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        """``describe``: what is reloaded, for the log; ``load`` reads and resolves it (raising
-        ``ConfigError``); ``apply`` puts it in place. The start-up load counts as the first success."""
+        """``describe``: what is reloaded, for the log; ``load`` reads it and ``apply`` puts it in
+        place, either raising ``ConfigError``. The start-up load counts as the first success."""
         self._describe = describe
         self._load = load
         self._apply = apply
@@ -47,12 +47,12 @@ class Reloader(Collector):
         with self._lock:
             try:
                 setups = self._load()
+                self._apply(setups)  # changes nothing when it refuses (a project not found)
             except ConfigError as error:
                 self._successful = False
                 problem = one_line(str(error))
                 log.error("reload refused, the running configuration stays: %s", problem)
                 return problem
-            self._apply(setups)
             self._successful = True
             self._success_at = self._wall_clock()
         projects = ", ".join(setup.config.api.project_id for setup in setups)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,9 @@ class TargetSetup:
     config: Config
     credentials: Credentials
     quota: str
+    # For messages: the file, and the target in it.
+    source: str = field(default="", compare=False)
+    label: str = field(default="", compare=False)
 
 
 # --- credentials methods -----------------------------------------------------------------------
@@ -297,7 +300,9 @@ def _target(where: str, number: int, raw: Any, entries: Mapping[str, Credentials
 
 def _no_repeats(where: str, targets: tuple[Target, ...]) -> None:
     by_project: dict[str, Target] = {}
-    by_region: dict[tuple[str, str | None], Target] = {}
+    # Without a project id, a target is its region as one account sees it: the same region in two
+    # accounts is two projects.
+    by_region: dict[tuple[str, str | None, str | None], Target] = {}
     for target in targets:
         if target.project_id is not None:
             first = by_project.setdefault(target.project_id, target)
@@ -306,7 +311,7 @@ def _no_repeats(where: str, targets: tuple[Target, ...]) -> None:
                     f"{where}: {target} repeats project_id {target.project_id} of {first}: remove one"
                 )
         else:
-            first = by_region.setdefault((target.region, target.endpoint), target)
+            first = by_region.setdefault((target.region, target.endpoint, target.credentials), target)
             if first is not target:
                 raise ConfigError(
                     f"{where}: {target} repeats {first} without a project_id: remove one, "
@@ -373,15 +378,14 @@ def resolve_targets(
     env: Mapping[str, str],
     *,
     process_chain: Callable[[], Credentials],
-    resolve_project_id: Callable[[Target, Config, Credentials], str] | None = None,
 ) -> tuple[TargetSetup, ...]:
     """One ``TargetSetup`` per target, its ``Config`` built by ``Config.from_options`` from the
-    command's ``options`` with the target's region, endpoints and project id put in. Each named
-    entry's secrets are read once; the process chain only when a target uses it."""
+    command's ``options`` with the target's region, endpoints and project id put in (an empty one,
+    which the exporter finds at IAM, when the target has none). Each named entry's secrets are
+    read once; the process chain only when a target uses it."""
     where = str(file.path)
     credentials: dict[str | None, Credentials] = {}
     setups = []
-    seen: dict[str, Target] = {}
     for target in file.targets:
         name = target.credentials
         if name not in credentials:
@@ -392,26 +396,20 @@ def resolve_targets(
                 credentials[name] = METHODS[entry.method].build(_Secrets(where, entry, env))
         chosen = credentials[name]
         needs_iam = isinstance(chosen, IamPasswordCredentials)
+        if needs_iam and target.project_id is None:
+            # IAM scopes a password login to a project: there is none yet to log in with.
+            raise ConfigError(
+                f"{where}: {target}: an IAM password login cannot look up the project: set project_id"
+            )
         target_options = {
             **options,
             "region": target.region,
             "endpoint": target.endpoint,
             "iam_endpoint": target.iam_endpoint,
-            # A placeholder until the project is known: from_options insists on one.
-            "project_id": target.project_id or "0" * 32,
+            "project_id": target.project_id,
         }
+        # No environment: HUAWEICLOUD_SDK_PROJECT_ID names the one project of the flags, not these.
         config = Config.from_options(target_options, {}, needs_iam=needs_iam)
-        project_id = target.project_id
-        if project_id is None:
-            if resolve_project_id is None:
-                raise ConfigError(
-                    f"{where}: {target}: finding the project id from the region is not supported yet: "
-                    "set project_id"
-                )
-            project_id = resolve_project_id(target, config, chosen)
-        first = seen.setdefault(project_id, target)
-        if first is not target:
-            raise ConfigError(f"{where}: {target} is project {project_id}, as {first} is: remove one")
-        config = Config.from_options({**target_options, "project_id": project_id}, {}, needs_iam=needs_iam)
-        setups.append(TargetSetup(config, chosen, PROCESS_CHAIN if name is None else name))
+        quota = PROCESS_CHAIN if name is None else name
+        setups.append(TargetSetup(config, chosen, quota, source=where, label=str(target)))
     return tuple(setups)

@@ -104,3 +104,21 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, every: 
 def one_target(view: Callable[[], StoreView], region: str = "cn-north-4") -> Callable[[], list[TargetView]]:
     """A collector's targets, for tests of one: ``view`` read on every scrape, as a store's is."""
     return lambda: [TargetView(region, view())]
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy from the environment, and no name lookup but 127.0.0.1: for the official SDK,
+    which would otherwise reach for Huawei Cloud's own endpoints."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("HUAWEICLOUD_SDK_IAM_ENDPOINT", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    resolve = socket.getaddrinfo
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in ("127.0.0.1", b"127.0.0.1"):
+            raise AssertionError(f"the SDK tried to reach {host!r}")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)

@@ -79,7 +79,7 @@ def test_help_documents_defaults_and_env_vars(capsys: pytest.CaptureFixture[str]
         (["serve", *BASE, "--web.listen-address", "9881"], "--web.listen-address: '9881' is not host:port"),
         (["serve", "--project-id", PROJECT], "set --region (e.g. cn-north-4), or --endpoint\n"),
         (["serve", *BASE, "--endpoint", "ftp://x"], "--endpoint: 'ftp://x' is not an http(s) URL"),
-        (["serve", "--region", "cn-north-4"], "set --project-id"),
+        (["serve", "--endpoint", ENDPOINT], "set --project-id"),
         (["serve", *BASE, "--tasks.duration-buckets", "60,10"], "strictly increasing"),
         (["once", "--region", "Mars", "--project-id", PROJECT], "is not a Huawei Cloud region"),
         (
@@ -269,6 +269,48 @@ def test_iam_password_with_endpoint_still_needs_the_iam_endpoint(
     args = ["once", "--endpoint", ENDPOINT, "--project-id", PROJECT, "--auth.method", "iam"]
     code, _, err = run([*args, "--iam.username", "u", "--iam.domain", "d"], capsys)
     assert code == 2 and "set --region (e.g. cn-north-4), or --iam-endpoint" in err
+
+
+def test_iam_password_without_a_project_id_cannot_look_it_up(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOD_EXPORTER_IAM_PASSWORD", "pw")
+    args = [
+        "once",
+        "--region",
+        "cn-north-4",
+        "--auth.method",
+        "iam",
+        "--iam.username",
+        "u",
+        "--iam.domain",
+        "d",
+    ]
+    code, _, err = run(args, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "set --project-id" in err and "an IAM password login cannot look it up" in err
+
+
+# --- the project id found from the region --------------------------------------------------------
+
+
+def test_a_region_without_a_project_id_leaves_it_to_be_found() -> None:
+    config = Config.from_options({"region": "cn-north-4"}, {}, needs_iam=False)
+    assert config.api.project_id == ""
+    assert config.iam_endpoint == "https://iam.cn-north-4.myhuaweicloud.com"
+
+
+@pytest.mark.usefixtures("aksk")
+def test_once_with_a_region_alone_finds_the_project_at_iam(capsys: pytest.CaptureFixture[str]) -> None:
+    projects = {"projects": [{"id": PROJECT, "name": "cn-north-4", "domain_id": "d" * 32, "enabled": True}]}
+    with respx.mock() as mock:
+        iam = mock.get("https://iam.cn-north-4.myhuaweicloud.com/v3/projects").respond(200, json=projects)
+        mock.get(TASKS_URL).respond(200, content=body([record(1, "WAITING")]))
+        code, out, err = run(["once", "--region", "cn-north-4"], capsys)
+    assert code == 0, err
+    assert iam.calls.last.request.url.params["name"] == "cn-north-4"
+    assert f'huaweicloud_vod_up{{project_id="{PROJECT}"}} 1.0' in out
+    assert 'huaweicloud_vod_api_requests_total{code="200",operation="iam_projects"} 1.0' in out
 
 
 # --- once --output: a textfile for node_exporter -------------------------------------------------

@@ -8,7 +8,6 @@ resolution fails the test if it tries to reach any host but the simulator's.
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,20 +25,8 @@ AK = "SDKTESTACCESSKEY0001"
 SK = "sdk-test-secret-key"
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy from the environment, and no name lookup but the simulator's address."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    resolve = socket.getaddrinfo
-
-    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host not in ("127.0.0.1", b"127.0.0.1"):
-            raise AssertionError(f"the SDK tried to reach {host!r}")
-        return resolve(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+# No proxy from the environment, and no name lookup but the simulator's address.
+pytestmark = pytest.mark.usefixtures("loopback_only")
 
 
 @pytest.fixture

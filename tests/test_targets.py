@@ -161,9 +161,10 @@ BAD_FILES = {
         "credentials:\n  a: {{ak_env: AK, sk_env: SK, username: bob}}\n",
         "credentials 'a': mixes keys of aksk and iam: keep one, or set method",
     ),
-    "a project id not given": (
-        "targets:\n  - region: cn-north-4\n",
-        "target 1 (region cn-north-4): finding the project id from the region is not supported yet",
+    "an IAM login without a project id": (
+        "targets:\n  - {{region: cn-north-4, credentials: a}}\n"
+        "credentials:\n  a: {{username: bob, domain: acme, password_env: AK}}\n",
+        "target 1 (region cn-north-4): an IAM password login cannot look up the project: set project_id",
     ),
 }
 

@@ -20,8 +20,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
+from exporter.config import ConfigError
 from exporter.reload import Reloader
 from exporter.serving.server import HttpServer
+from exporter.simulator import Account
+from exporter.simulator import Project as SimulatedProject
 from exporter.simulator.faults import FaultSettings
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
@@ -280,6 +283,78 @@ def test_targets_on_one_credentials_entry_share_one_rate_limit(
     excess = max(total - rate * (moment - started) for moment, total in counts)
     assert excess <= burst + 1, excess
     assert counts[-1][1] == 20
+
+
+def write_unresolved(path: Path, simulator: Simulator, *targets: tuple[str, str]) -> None:
+    """Targets of (region, credentials entry) without a project id, on ``simulator``'s VOD and IAM."""
+    endpoints = f"endpoint: '{simulator.url}', iam_endpoint: '{simulator.url}'"
+    lines = "".join(
+        f"  - {{region: {region}, {endpoints}, credentials: {entry}}}\n" for region, entry in targets
+    )
+    path.write_text("targets:\n" + lines + CREDENTIALS)
+
+
+def test_targets_without_a_project_id_have_it_found_from_their_region(tmp_path: Path) -> None:
+    """One simulator, two accounts: the same region in both is two projects, each found at IAM once."""
+    accounts = [
+        Account(
+            "one",
+            access_key=ONE[0],
+            secret_key=ONE[1],
+            projects=[
+                SimulatedProject(
+                    P1, region="cn-north-4", world=WorldSettings(tasks=130, seed=1, frozen=True)
+                ),
+                SimulatedProject(
+                    P2, region="ap-southeast-1", world=WorldSettings(tasks=40, seed=2, frozen=True)
+                ),
+            ],
+        ),
+        Account(
+            "two",
+            access_key=TWO[0],
+            secret_key=TWO[1],
+            projects=[
+                SimulatedProject(P3, region="cn-north-4", world=WorldSettings(tasks=7, seed=3, frozen=True))
+            ],
+        ),
+    ]
+    path = tmp_path / "targets.yml"
+    with Simulator(accounts=accounts) as simulator:
+        write_unresolved(
+            path,
+            simulator,
+            ("cn-north-4", "account-one"),
+            ("ap-southeast-1", "account-one"),
+            ("cn-north-4", "account-two"),
+        )
+        with running(path, ENV) as exporter:
+            scraped = exporter.scrape()
+            assert exporter.reloader.reload() is None  # IAM is asked once per region and account
+            again = exporter.scrape()
+        lookups = simulator.requests.count("projects")
+    for project_id, region in ((P1, "cn-north-4"), (P2, "ap-southeast-1"), (P3, "cn-north-4")):
+        assert value(scraped, "target_info", project_id=project_id, region=region) == 1
+        world = simulator.worlds[project_id]
+        assert value(again, "editing_tasks_reported", project_id=project_id) == world.total()
+    assert lookups == 3
+
+
+def test_two_targets_that_turn_out_to_be_one_project_are_refused(tmp_path: Path) -> None:
+    accounts = [Account("one", access_key=ONE[0], secret_key=ONE[1], projects=[SimulatedProject(P1)])]
+    path = tmp_path / "targets.yml"
+    with Simulator(accounts=accounts) as simulator:
+        # Two entries, one account: the file cannot tell, IAM's answers can.
+        write_unresolved(path, simulator, ("cn-north-4", "account-one"), ("cn-north-4", "account-two"))
+        with (
+            pytest.raises(ConfigError) as refused,
+            running(path, {**ENV, "TWO_AK": ONE[0], "TWO_SK": ONE[1]}),
+        ):
+            pass
+    assert str(refused.value) == (
+        f"{path}: target 2 (region cn-north-4) is project {P1}, as target 1 (region cn-north-4) is: "
+        "remove one"
+    )
 
 
 # --- the command: SIGHUP and POST /-/reload ---------------------------------------------------------

@@ -19,6 +19,10 @@ from exporter.histogram import BucketCounts, HistogramSnapshot
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+# A request extension (``extensions={OPERATION_EXTENSION: "iam_projects"}``) that counts one
+# request under another operation than its client's, so one IAM client serves several IAM calls.
+OPERATION_EXTENSION = "vod_exporter.operation"
+
 
 class ApiRequestStats:
     def __init__(self) -> None:
@@ -44,7 +48,8 @@ class ApiRequestStats:
 
 
 class CountingTransport(httpx.BaseTransport):
-    """Records each request that passes through: its status, or ``timeout`` / ``network_error``.
+    """Records each request that passes through: its status, or ``timeout`` / ``network_error``,
+    under ``operation`` or the one the request names in ``OPERATION_EXTENSION``.
 
     Latency is measured to the response headers; the body is read by the caller.
     """
@@ -62,16 +67,17 @@ class CountingTransport(httpx.BaseTransport):
         self._clock = clock
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        operation = request.extensions.get(OPERATION_EXTENSION, self._operation)
         started = self._clock()
         try:
             response = self._inner.handle_request(request)
         except httpx.TimeoutException:
-            self._stats.observe(self._operation, "timeout", self._clock() - started)
+            self._stats.observe(operation, "timeout", self._clock() - started)
             raise
         except httpx.TransportError:
-            self._stats.observe(self._operation, "network_error", self._clock() - started)
+            self._stats.observe(operation, "network_error", self._clock() - started)
             raise
-        self._stats.observe(self._operation, str(response.status_code), self._clock() - started)
+        self._stats.observe(operation, str(response.status_code), self._clock() - started)
         return response
 
     def close(self) -> None:

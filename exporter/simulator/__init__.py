@@ -1,9 +1,10 @@
-"""A simulated Huawei Cloud VOD editing-task API (and IAM token endpoint) for the demo, the tests
+"""A simulated Huawei Cloud VOD editing-task API (and IAM endpoints) for the demo, the tests
 and the benchmarks: same paths, signatures, error bodies and limits as the real one."""
 
+from exporter.simulator.accounts import Account, Project
 from exporter.simulator.faults import FaultSettings
 from exporter.simulator.identity import IamUser
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import World, WorldSettings
 
-__all__ = ["FaultSettings", "IamUser", "Simulator", "World", "WorldSettings"]
+__all__ = ["Account", "FaultSettings", "IamUser", "Project", "Simulator", "World", "WorldSettings"]

@@ -2,7 +2,8 @@
 
 ``FaultSettings`` says how often; ``FaultInjector`` decides for each request, from a random stream
 seeded like the world, so a test that sets a share gets the same sequence every run. Faults apply
-to the task listing only: the IAM token endpoint always answers straight.
+to the task listing only: the IAM endpoints always answer straight. ``RequestQuota`` is an
+account's request rate, shared by its projects.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import math
 import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -85,9 +85,8 @@ _HTML_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Ba
 class FaultInjector:
     """Rolls the dice for one request at a time; safe to share between request threads."""
 
-    def __init__(self, settings: FaultSettings, *, seed: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: FaultSettings, *, seed: int) -> None:
         self.settings = settings
-        self.quota = RequestQuota(settings.rate_limit, clock)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 

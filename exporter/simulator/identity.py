@@ -1,5 +1,9 @@
 """Who may call the simulated API: AK/SK signatures, IAM password tokens, and the AK lock-out.
 
+Every key, user and token belongs to one account (``accounts.Account``); ``authenticate`` says
+which, and which of its projects the credentials reach: all of the account's for an AK/SK, the one
+it was scoped to for a token.
+
 The signature is checked with ``exporter.cloud.signing``, over exactly the headers the client says it
 signed, the path and query as received, and the body. Like the real gateway it allows 15 minutes
 of clock skew and locks an access key for 5 minutes after 5 failed authentications in a row.
@@ -16,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.cloud.signing import (
     DATE_HEADER,
@@ -27,6 +31,9 @@ from exporter.cloud.signing import (
 )
 from exporter.simulator import rejections
 from exporter.simulator.rejections import Rejected
+
+if TYPE_CHECKING:
+    from exporter.simulator.accounts import Account
 
 MAX_CLOCK_SKEW = 15 * 60.0
 DEFAULT_TOKEN_LIFETIME = 24 * 3600.0
@@ -53,6 +60,14 @@ class IssuedToken:
     body: bytes
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Whose credentials a request carries: the account, and the project ids they reach."""
+
+    account: str
+    project_ids: frozenset[str]
+
+
 @dataclass
 class _Failures:
     in_a_row: int = 0
@@ -65,24 +80,34 @@ class Identity:
     def __init__(
         self,
         *,
-        project_id: str,
-        access_keys: Mapping[str, str],
-        iam_users: Sequence[IamUser] = (),
+        accounts: Sequence[Account],
         token_lifetime: float = DEFAULT_TOKEN_LIFETIME,
         clock: Callable[[], float] = time.time,
         lockout_after: int = 5,
         lockout_seconds: float = 300.0,
     ) -> None:
-        self.project_id = project_id
-        self._access_keys = dict(access_keys)
-        self._users = {(user.domain_name, user.name): user for user in iam_users}
+        self._accounts = {account.name: account for account in accounts}
+        self._projects = {
+            account.name: frozenset(project.id for project in account.projects) for account in accounts
+        }
+        # access key -> (secret key, account name); (domain, user name) -> (user, account name)
+        self._access_keys = {
+            account.access_key: (account.secret_key, account.name)
+            for account in accounts
+            if account.access_key and account.secret_key
+        }
+        self._users = {
+            (user.domain_name, user.name): (user, account.name)
+            for account in accounts
+            for user in account.iam_users
+        }
         self._token_lifetime = token_lifetime
         self._clock = clock
         self._lockout_after = lockout_after
         self._lockout_seconds = lockout_seconds
         self._lock = threading.Lock()
         self._failures: dict[str, _Failures] = {}
-        self._tokens: dict[str, tuple[float, str]] = {}  # token -> (expires at, project id)
+        self._tokens: dict[str, tuple[float, Caller]] = {}  # token -> (expires at, its caller)
 
     def authenticate(
         self,
@@ -91,8 +116,8 @@ class Identity:
         query: Sequence[tuple[str, str]],
         headers: Mapping[str, str],
         body: bytes,
-    ) -> str:
-        """The project id the caller's credentials cover; raises ``Rejected`` (401) otherwise.
+    ) -> Caller:
+        """Whose credentials the request carries; raises ``Rejected`` (401) for bad ones.
 
         ``headers`` has lower-case names.
         """
@@ -104,15 +129,15 @@ class Identity:
             raise rejections.bad_credentials("x-auth-token not found")
         return self._check_signature(method, path, query, headers, body, authorization)
 
-    def _check_token(self, token: str) -> str:
+    def _check_token(self, token: str) -> Caller:
         with self._lock:
             entry = self._tokens.get(token)
         if entry is None:
             raise rejections.bad_credentials("decrypt token fail")
-        expires_at, project_id = entry
+        expires_at, caller = entry
         if self._clock() >= expires_at:
             raise rejections.token_expired()
-        return project_id
+        return caller
 
     def _check_signature(
         self,
@@ -122,15 +147,16 @@ class Identity:
         headers: Mapping[str, str],
         body: bytes,
         authorization: str,
-    ) -> str:
+    ) -> Caller:
         try:
             parsed = parse_authorization(authorization)
         except ValueError as error:
             raise rejections.bad_credentials(f"verify aksk signature fail, {error}") from None
         access_key = parsed.access_key
-        secret_key = self._access_keys.get(access_key)
-        if secret_key is None:
+        known = self._access_keys.get(access_key)
+        if known is None:
             raise rejections.bad_credentials(f"Get secretKey failed,ak:{_mask(access_key)},err:ak not exist")
+        secret_key, account = known
         now = self._clock()
         with self._lock:
             failures = self._failures.setdefault(access_key, _Failures())
@@ -149,7 +175,7 @@ class Identity:
             raise
         with self._lock:
             failures.in_a_row = 0
-        return self.project_id
+        return Caller(account, self._projects[account])
 
     @staticmethod
     def _verify(
@@ -199,10 +225,12 @@ class Identity:
             isinstance(v, str) for v in (name, password, domain, project_id)
         ):
             raise rejections.iam_error(400, "Bad Request", "The request body is invalid.")
-        user = self._users.get((domain, name))
-        if user is None or not hmac.compare_digest(user.password.encode(), password.encode()):
+        known = self._users.get((domain, name))
+        if known is None or not hmac.compare_digest(known[0].password.encode(), password.encode()):
             raise rejections.iam_error(401, "Unauthorized", "The username or password is wrong.")
-        if project_id != self.project_id:
+        user, account = known
+        project = next((p for p in self._accounts[account].projects if p.id == project_id), None)
+        if project is None:
             raise rejections.iam_error(
                 401, "Unauthorized", "The request you have made requires authentication."
             )
@@ -210,22 +238,24 @@ class Identity:
         expires_at = issued_at + self._token_lifetime
         token = "MIIT" + secrets.token_urlsafe(192)
         with self._lock:
-            self._tokens[token] = (expires_at, project_id)
-        document = {"token": _token_document(user, project_id, issued_at, expires_at)}
+            self._tokens[token] = (expires_at, Caller(account, frozenset({project_id})))
+        document = {"token": _token_document(user, project_id, project.iam_name, issued_at, expires_at)}
         return IssuedToken(token, expires_at, json.dumps(document).encode())
 
 
-def _token_document(user: IamUser, project_id: str, issued_at: float, expires_at: float) -> dict[str, Any]:
-    domain = {"id": _stable_id("domain", user.domain_name), "name": user.domain_name}
+def _token_document(
+    user: IamUser, project_id: str, project_name: str, issued_at: float, expires_at: float
+) -> dict[str, Any]:
+    domain = {"id": stable_id("domain", user.domain_name), "name": user.domain_name}
     return {
         "expires_at": _iam_time(expires_at),
         "issued_at": _iam_time(issued_at),
         "methods": ["password"],
         "catalog": [],
-        "roles": [{"id": _stable_id("role", "vod_adm"), "name": "vod_adm"}],
-        "project": {"id": project_id, "name": "simulated", "domain": domain},
+        "roles": [{"id": stable_id("role", "vod_adm"), "name": "vod_adm"}],
+        "project": {"id": project_id, "name": project_name, "domain": domain},
         "user": {
-            "id": _stable_id("user", f"{user.domain_name}/{user.name}"),
+            "id": stable_id("user", f"{user.domain_name}/{user.name}"),
             "name": user.name,
             "domain": domain,
             "password_expires_at": "",
@@ -238,7 +268,8 @@ def _iam_time(moment: float) -> str:
     return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _stable_id(kind: str, name: str) -> str:
+def stable_id(kind: str, name: str) -> str:
+    """An IAM-style id (32 hex characters), the same for the same name on every run."""
     return hashlib.sha256(f"{kind}:{name}".encode()).hexdigest()[:32]
 
 

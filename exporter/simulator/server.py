@@ -10,6 +10,14 @@ so Nagle's algorithm and delayed ACKs cannot add 40 ms to each answer.
         sim.world.set_order("oldest-first")  # or delete_task(task_id), add_task()
         sim.faults = FaultSettings(error_rate=0.5)
         sim.requests.count("tasks", 401)
+
+Several accounts, each with its keys, users and projects (see ``accounts``):
+
+    with Simulator(accounts=[Account("media", access_key=ak, secret_key=sk, projects=[
+            Project(p1, region="cn-north-4"), Project(p2, region="ap-southeast-1")])]) as sim:
+        sim.worlds[p2].counts()
+        sim.set_faults(FaultSettings(error_rate=1.0), project_id=p2)
+        sim.requests.count("tasks", 200, project_id=p1)
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from exporter.simulator.faults import FaultInjector, FaultSettings
+from exporter.simulator.accounts import DEFAULT_REGION, Account, Project, check_accounts
+from exporter.simulator.faults import FaultSettings
 from exporter.simulator.gateway import Gateway, Request, RequestLog, Response
 from exporter.simulator.identity import DEFAULT_TOKEN_LIFETIME, IamUser, Identity
 from exporter.simulator.world import World, WorldSettings
@@ -145,7 +154,12 @@ class _HttpServer(ThreadingHTTPServer):
 
 
 class Simulator:
-    """The simulated VOD API (and its IAM token endpoint), on ``host:port`` (0: a free port).
+    """The simulated VOD API (and its IAM endpoints), on ``host:port`` (0: a free port).
+
+    One project: ``project_id`` (in ``region``), ``world_settings``, and the account's
+    ``access_key``/``secret_key`` and ``iam_users``. Several: ``accounts``, each with its own
+    credentials and projects. ``faults`` applies to every project not given its own; its
+    ``rate_limit`` is each account's request quota.
 
     ``clock`` dates what the gateway checks: signatures (15 minutes of skew), token expiry and
     the request rate. ``world_clock``, when given, is the tasks' time alone, so a benchmark can
@@ -155,11 +169,13 @@ class Simulator:
     def __init__(
         self,
         *,
-        project_id: str,
+        project_id: str | None = None,
+        region: str = DEFAULT_REGION,
         world_settings: WorldSettings | None = None,
         access_key: str | None = None,
         secret_key: str | None = None,
         iam_users: Sequence[IamUser] = (),
+        accounts: Sequence[Account] = (),
         faults: FaultSettings | None = None,
         token_lifetime: float = DEFAULT_TOKEN_LIFETIME,
         lockout_after: int = 5,
@@ -168,27 +184,31 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if (access_key is None) != (secret_key is None):
-            raise ValueError("give both access_key and secret_key, or neither")
-        settings = world_settings or WorldSettings()
-        self.project_id = project_id
+        if (project_id is None) == (not accounts):
+            raise ValueError("give either project_id or accounts")
+        if project_id is not None:
+            # The one account's users keep the domains they name (their own name by default).
+            users = [IamUser(user.name, user.password, user.domain_name) for user in iam_users]
+            project = Project(project_id, region=region, world=world_settings or WorldSettings())
+            accounts = [Account("simulated", access_key, secret_key, users, [project])]
+        check_accounts(accounts)
+        self.accounts = tuple(accounts)
         world_time = world_clock or clock
-        self.world = World(settings, start=world_time(), clock=world_time)
+        self.worlds = {
+            project.id: World(project.world, start=world_time(), clock=world_time)
+            for account in self.accounts
+            for project in account.projects
+        }
         self.identity = Identity(
-            project_id=project_id,
-            access_keys={access_key: secret_key} if access_key and secret_key else {},
-            iam_users=iam_users,
-            token_lifetime=token_lifetime,
-            clock=clock,
-            lockout_after=lockout_after,
+            accounts=self.accounts, token_lifetime=token_lifetime, clock=clock, lockout_after=lockout_after
         )
-        self._clock = clock
-        self._fault_seed = settings.seed + 1
         self._stopping = threading.Event()
         self.gateway = Gateway(
-            world=self.world,
+            accounts=self.accounts,
+            worlds=self.worlds,
             identity=self.identity,
-            faults=FaultInjector(faults or FaultSettings(), seed=self._fault_seed, clock=clock),
+            faults=faults or FaultSettings(),
+            clock=clock,
             sleep=self._stopping.wait,
         )
         self._address = (host, port)
@@ -196,12 +216,32 @@ class Simulator:
         self._thread: threading.Thread | None = None
 
     @property
+    def project_id(self) -> str:
+        """The project of a one-project simulator."""
+        return self._only_project()
+
+    @property
+    def world(self) -> World:
+        """The tasks of a one-project simulator; ``worlds[project_id]`` for several."""
+        return self.worlds[self._only_project()]
+
+    def _only_project(self) -> str:
+        if len(self.worlds) != 1:
+            raise AttributeError("this simulator has several projects: use worlds[project_id]")
+        return next(iter(self.worlds))
+
+    @property
     def faults(self) -> FaultSettings:
-        return self.gateway.faults.settings
+        return self.gateway.faults
 
     @faults.setter
     def faults(self, settings: FaultSettings) -> None:
-        self.gateway.faults = FaultInjector(settings, seed=self._fault_seed, clock=self._clock)
+        """Every project's faults, and every account's request quota, start afresh."""
+        self.gateway.set_faults(settings)
+
+    def set_faults(self, settings: FaultSettings, *, project_id: str) -> None:
+        """One project's faults (its ``rate_limit`` aside: the quota is the account's)."""
+        self.gateway.set_faults(settings, project_id)
 
     @property
     def requests(self) -> RequestLog:

@@ -111,13 +111,24 @@ class TargetSetup:
 # --- credentials methods -----------------------------------------------------------------------
 
 
-class _Secrets:
-    """Reads what an entry names, with messages that name the file, the entry and the key."""
+class EntryReader:
+    """Reads what an entry names, with messages that name the file, the entry and the key: what a
+    method's ``build`` is handed."""
 
     def __init__(self, where: str, entry: CredentialsEntry, env: Mapping[str, str]) -> None:
         self._where = f"{where}: credentials {entry.name!r}"
         self._entry = entry
         self._env = env
+
+    @property
+    def references(self) -> Mapping[str, str]:
+        """The entry's keys and values, ``method`` left out: names and paths, never a secret."""
+        return self._entry.references
+
+    @property
+    def where(self) -> str:
+        """The file and the entry, for a message."""
+        return self._where
 
     def fail(self, problem: str) -> ConfigError:
         return ConfigError(f"{self._where}: {problem}")
@@ -154,7 +165,7 @@ class _Secrets:
         return text
 
 
-def _aksk(secrets: _Secrets) -> Credentials:
+def _aksk(secrets: EntryReader) -> Credentials:
     access_key, secret_key = secrets.one_of("ak"), secrets.one_of("sk")
     assert access_key is not None and secret_key is not None
     return AkSkCredentials(
@@ -164,18 +175,18 @@ def _aksk(secrets: _Secrets) -> Credentials:
     )
 
 
-def _token(secrets: _Secrets) -> Credentials:
-    refs = secrets._entry.references
+def _token(secrets: EntryReader) -> Credentials:
+    refs = secrets.references
     if "token_file" in refs and "token_env" not in refs:
         # Re-read as it changes (see auth): only checked for readability here.
         path = Path(refs["token_file"])
-        _read_text(path, f"{secrets._where}: token_file")
+        _read_text(path, f"{secrets.where}: token_file")
         return StaticTokenCredentials(token=None, token_file=path)
     return StaticTokenCredentials(token=secrets.one_of("token"), token_file=None)
 
 
-def _iam(secrets: _Secrets) -> Credentials:
-    refs = secrets._entry.references
+def _iam(secrets: EntryReader) -> Credentials:
+    refs = secrets.references
     missing = [key for key in ("username", "domain") if not refs.get(key)]
     if missing:
         raise secrets.fail(f"an IAM password login needs {' and '.join(missing)}")
@@ -186,8 +197,12 @@ def _iam(secrets: _Secrets) -> Credentials:
 
 @dataclass(frozen=True)
 class Method:
-    keys: tuple[str, ...]  # the keys an entry of this method may have
-    build: Callable[[_Secrets], Credentials]
+    """A way to get credentials: the keys its entries may have, and how they become credentials
+    (raising ``ConfigError`` through ``EntryReader.fail``). A method whose entries have no keys
+    of their own is chosen only by ``method:``."""
+
+    keys: tuple[str, ...]
+    build: Callable[[EntryReader], Credentials]
 
 
 METHODS: dict[str, Method] = {
@@ -393,7 +408,7 @@ def resolve_targets(
                 credentials[name] = process_chain()
             else:
                 entry = file.credentials[name]
-                credentials[name] = METHODS[entry.method].build(_Secrets(where, entry, env))
+                credentials[name] = METHODS[entry.method].build(EntryReader(where, entry, env))
         chosen = credentials[name]
         needs_iam = isinstance(chosen, IamPasswordCredentials)
         if needs_iam and target.project_id is None:

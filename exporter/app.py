@@ -27,7 +27,7 @@ from exporter.cloud.api_metrics import ApiRequestStats, CountingTransport
 from exporter.cloud.auth import build_auth
 from exporter.cloud.client import OPERATION as LIST_OPERATION
 from exporter.cloud.client import VodClient
-from exporter.cloud.credentials import AkSkCredentials, Credentials
+from exporter.cloud.credentials import Credentials
 from exporter.cloud.projects import ProjectIds
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import Config, ConfigError
@@ -151,7 +151,7 @@ class Exporter:
                 httpx.HTTPTransport(verify=api.verify_tls), self.api_stats, IAM_OPERATION
             ),
         )
-        self._projects = ProjectIds(self._iam_http)
+        self._projects = ProjectIds(self._iam_http, clock=wall_clock)
         self._limiters: dict[str, RateLimiter] = {}
         self._targets: tuple[TargetExporter, ...] = ()
         self._applying = threading.Lock()
@@ -241,19 +241,8 @@ class Exporter:
         return resolved
 
     def _look_up(self, setup: TargetSetup) -> TargetSetup:
-        config, credentials = setup.config, setup.credentials
-        auth = build_auth(
-            credentials,
-            project_id="",
-            iam_endpoint=config.iam_endpoint,
-            iam_http=self._iam_http,
-            clock=self._wall_clock,
-        )
-        # Two entries (or two keys) may be two accounts, whose projects in one region differ.
-        account = (
-            setup.quota + ":" + (credentials.access_key if isinstance(credentials, AkSkCredentials) else "")
-        )
-        project_id = self._projects.resolve(config.region, config.iam_endpoint, auth, account=account)
+        config = setup.config
+        project_id = self._projects.resolve(config, setup.credentials)
         return replace(setup, config=replace(config, api=replace(config.api, project_id=project_id)))
 
     def _limiter(self, setup: TargetSetup) -> RateLimiter:

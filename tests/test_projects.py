@@ -14,8 +14,9 @@ import respx
 
 from exporter.cloud.api_metrics import ApiRequestStats, CountingTransport
 from exporter.cloud.auth import AkSkAuth
+from exporter.cloud.credentials import AkSkCredentials, IamPasswordCredentials, StaticTokenCredentials
 from exporter.cloud.projects import OPERATION, ProjectIds, resolve_project_id
-from exporter.config import ConfigError
+from exporter.config import Config, ConfigError
 
 IAM = "https://iam.cn-north-4.myhuaweicloud.com"
 PROJECTS_URL = f"{IAM}/v3/projects"
@@ -188,15 +189,18 @@ def test_several_projects_with_hostile_names_stay_on_one_line(
     assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)
 
 
+def config(region: str = "cn-north-4") -> Config:
+    return Config.from_options({"region": region, "iam_endpoint": IAM}, {}, needs_iam=False)
+
+
 def test_project_ids_asks_iam_once_per_region_and_credentials(
     router: respx.MockRouter, http: httpx.Client
 ) -> None:
     route = router.get(PROJECTS_URL).mock(return_value=answer(project(NORTH)))
     ids = ProjectIds(http)
-    auth = AkSkAuth(AK, SK)
     found = []
     threads = [
-        threading.Thread(target=lambda: found.append(ids.resolve("cn-north-4", IAM, auth, account=AK)))
+        threading.Thread(target=lambda: found.append(ids.resolve(config(), AkSkCredentials(AK, SK))))
         for _ in range(4)
     ]
     for thread in threads:
@@ -205,17 +209,37 @@ def test_project_ids_asks_iam_once_per_region_and_credentials(
         thread.join()
     assert found == [NORTH] * 4
     assert route.call_count == 1
-    # Other credentials may belong to another account: asked again.
-    assert ids.resolve("cn-north-4", IAM, auth, account="OTHERKEY") == NORTH
+    assert route.calls.last.request.headers["Authorization"].startswith(f"SDK-HMAC-SHA256 Access={AK}, ")
+    # Other credentials may belong to another account: asked again; so is another region.
+    assert ids.resolve(config(), AkSkCredentials("OTHERKEY", SK)) == NORTH
     assert route.call_count == 2
+    ids.resolve(config("eu-west-101"), AkSkCredentials(AK, SK))
+    assert route.call_count == 3
+    assert route.calls.last.request.url.params["name"] == "eu-west-101"
+
+
+def test_project_ids_signs_with_a_token_as_the_api_calls_are(
+    router: respx.MockRouter, http: httpx.Client
+) -> None:
+    route = router.get(PROJECTS_URL).mock(return_value=answer(project(NORTH)))
+    assert (
+        ProjectIds(http).resolve(config(), StaticTokenCredentials(token="MIITtoken", token_file=None))
+        == NORTH
+    )
+    assert route.calls.last.request.headers["X-Auth-Token"] == "MIITtoken"
+
+
+def test_project_ids_refuses_an_iam_password_login(http: httpx.Client) -> None:
+    with pytest.raises(ConfigError, match="an IAM password login is scoped to a project"):
+        ProjectIds(http).resolve(config(), IamPasswordCredentials("ops", "acme", "pw"))
 
 
 def test_a_failed_lookup_is_not_cached(router: respx.MockRouter, http: httpx.Client) -> None:
     route = router.get(PROJECTS_URL).mock(side_effect=[answer(), answer(project(NORTH))])
     ids = ProjectIds(http)
     with pytest.raises(ConfigError):
-        ids.resolve("cn-north-4", IAM, AkSkAuth(AK, SK), account=AK)
-    assert ids.resolve("cn-north-4", IAM, AkSkAuth(AK, SK), account=AK) == NORTH
+        ids.resolve(config(), AkSkCredentials(AK, SK))
+    assert ids.resolve(config(), AkSkCredentials(AK, SK)) == NORTH
     assert route.call_count == 2
 
 

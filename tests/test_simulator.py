@@ -1004,7 +1004,7 @@ def test_simulate_parses_the_new_options_as_documented() -> None:
             "VOD_SIMULATOR_IAM_PASSWORD",
         ),
         ({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}, {"listen_address": "nowhere"}, "host:port"),
-        ({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}, {"project_id": "a/b"}, "--project-id"),
+        ({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}, {"project_id": ("a/b",)}, "--project-id"),
     ],
 )
 def test_build_simulator_refuses_bad_configuration(
@@ -1039,7 +1039,7 @@ def test_options_come_from_vod_simulator_variables(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("VOD_SIMULATOR_WEB_LISTEN_ADDRESS", ":1")
     monkeypatch.setenv("VOD_SIMULATOR_LATENCY", "250ms")
     params = simulate.make_context("simulate", []).params
-    assert (params["project_id"], params["drift"], params["listen_address"]) == (PROJECT, 3, ":1")
+    assert (params["project_id"], params["drift"], params["listen_address"]) == ((PROJECT,), 3, ":1")
     assert params["latency"] == 0.25
 
 

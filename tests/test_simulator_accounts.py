@@ -4,6 +4,7 @@ and faults, each account its own keys, users and request quota, and IAM's projec
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -248,3 +249,54 @@ def test_the_one_project_simulator_answers_for_its_region(clock: FakeClock) -> N
         assert [p["id"] for p in found] == [NORTH]
         assert sim.project_id == NORTH
         assert sim.world is sim.worlds[NORTH]
+
+
+# --- vod-exporter simulate with several projects ----------------------------------------------------
+
+
+def test_simulate_serves_every_project_id_given_each_with_its_own_tasks() -> None:
+    from exporter.simulator.command import build_simulator, simulate
+
+    args = ["--project-id", NORTH, "--project-id", f"{SOUTH}@ap-southeast-1", "--tasks", "20"]
+    options = simulate.make_context("simulate", args).params
+    sim = build_simulator(options, {"HUAWEICLOUD_SDK_AK": MEDIA_AK, "HUAWEICLOUD_SDK_SK": MEDIA_SK})
+    assert sorted(sim.worlds) == [NORTH, SOUTH]
+    assert sim.worlds[NORTH].total() == sim.worlds[SOUTH].total() == 20
+    # Each project its own world: another seed, other tasks.
+    assert sim.worlds[NORTH].tasks() != sim.worlds[SOUTH].tasks()
+    (account,) = sim.accounts
+    assert [(p.id, p.region) for p in account.projects] == [(NORTH, "cn-north-4"), (SOUTH, "ap-southeast-1")]
+
+
+def test_simulate_places_projects_without_a_region_in_region() -> None:
+    from exporter.simulator.command import build_simulator, simulate
+
+    options = simulate.make_context("simulate", ["--project-id", NORTH, "--region", "eu-west-101"]).params
+    sim = build_simulator(options, {"HUAWEICLOUD_SDK_AK": MEDIA_AK, "HUAWEICLOUD_SDK_SK": MEDIA_SK})
+    assert [p.region for p in sim.accounts[0].projects] == ["eu-west-101"]
+    assert sim.project_id == NORTH
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (f"{NORTH}@Mars", "--project-id: 'Mars' is not a Huawei Cloud region"),
+        ("nope@cn-north-4", "--project-id: 'nope' is not a project id"),
+    ],
+)
+def test_simulate_refuses_a_bad_project(value: str, message: str) -> None:
+    from exporter.config import ConfigError
+    from exporter.simulator.command import build_simulator, simulate
+
+    options = simulate.make_context("simulate", ["--project-id", value]).params
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_simulator(options, {"HUAWEICLOUD_SDK_AK": MEDIA_AK, "HUAWEICLOUD_SDK_SK": MEDIA_SK})
+
+
+def test_simulate_refuses_a_project_given_twice() -> None:
+    from exporter.config import ConfigError
+    from exporter.simulator.command import build_simulator, simulate
+
+    options = simulate.make_context("simulate", ["--project-id", NORTH, "--project-id", NORTH]).params
+    with pytest.raises(ConfigError, match=f"--project-id: {NORTH} is given twice"):
+        build_simulator(options, {"HUAWEICLOUD_SDK_AK": MEDIA_AK, "HUAWEICLOUD_SDK_SK": MEDIA_SK})

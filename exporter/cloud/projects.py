@@ -5,8 +5,9 @@ since there is no project yet) and counted under its own operation. IAM lists th
 projects of that name: one is the answer; none or several are a one-line ``ConfigError`` that
 says what was found, since guessing would list another project's tasks.
 
-``ProjectIds`` keeps each answer for the process's lifetime: IAM is asked once per region and
-credentials, however many targets or reloads need it.
+``ProjectIds`` signs the lookup with a target's own credentials and keeps each answer for the
+process's lifetime: IAM is asked once per IAM endpoint, region and credentials, however many
+targets or reloads need it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ import json
 import logging
 import re
 import threading
+import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import httpx
 
 from exporter.cloud.api_metrics import OPERATION_EXTENSION
+from exporter.cloud.auth import build_auth
 from exporter.cloud.bodies import ACCEPT_ENCODING, read_body
+from exporter.cloud.credentials import Credentials, IamPasswordCredentials
 from exporter.cloud.errors import ApiError, classify_response, one_line, unreachable
-from exporter.config import ConfigError
+from exporter.config import Config, ConfigError
 
 log = logging.getLogger("exporter.cloud.projects")
 
@@ -99,21 +104,47 @@ def _projects(content: bytes) -> list[tuple[str, str]] | None:
 
 
 class ProjectIds:
-    """Project ids found at IAM, each asked for once for the process's lifetime.
+    """Project ids found at IAM for a configuration's region, each asked for once.
 
-    ``account`` names the credentials (an access key, a credentials name): two keys may belong to
-    two accounts, whose projects in one region differ. A failed lookup is not kept, so a reload
-    after the fix asks again. Safe to share between threads; one lookup at a time.
+    ``http`` is the IAM client (counting its attempts); the lookup is signed with the credentials
+    given, as their API calls are, without a project. Two sets of credentials may belong to two
+    accounts, whose projects in one region differ, so each is asked for its own. A failed lookup is
+    not kept, so a reload after the fix asks again. Safe to share between threads; one lookup at
+    a time.
     """
 
-    def __init__(self, http: httpx.Client) -> None:
+    def __init__(self, http: httpx.Client, *, clock: Callable[[], float] = time.time) -> None:
         self._http = http
+        self._clock = clock
         self._lock = threading.Lock()
-        self._found: dict[tuple[str, str, str], str] = {}
+        self._found: dict[tuple[str, str, Hashable], str] = {}
 
-    def resolve(self, region: str, iam_endpoint: str, auth: httpx.Auth, *, account: str) -> str:
-        key = (iam_endpoint, region, account)
+    def resolve(self, config: Config, credentials: Credentials) -> str:
+        """The id of the project of ``config.region``, asked of ``config.iam_endpoint``."""
+        if isinstance(credentials, IamPasswordCredentials):
+            raise ConfigError(
+                f"an IAM password login is scoped to a project, so the project id of {config.region} "
+                "cannot be looked up with it: set the project id"
+            )
+        key = (config.iam_endpoint, config.region, _identity(credentials))
         with self._lock:
             if key not in self._found:
-                self._found[key] = resolve_project_id(region, self._http, iam_endpoint, auth)
+                auth = build_auth(
+                    credentials,
+                    project_id="",
+                    iam_endpoint=config.iam_endpoint,
+                    iam_http=self._http,
+                    clock=self._clock,
+                )
+                self._found[key] = resolve_project_id(config.region, self._http, config.iam_endpoint, auth)
             return self._found[key]
+
+
+def _identity(credentials: Credentials) -> Hashable:
+    # Credentials are frozen dataclasses, equal when their values are; any that cannot be hashed
+    # count as themselves.
+    try:
+        hash(credentials)
+    except TypeError:
+        return id(credentials)
+    return credentials

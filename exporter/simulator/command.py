@@ -3,6 +3,10 @@
 Every option can also be set through ``VOD_SIMULATOR_<NAME>`` (dots and dashes become
 underscores). Secrets are never options: the AK/SK come from ``HUAWEICLOUD_SDK_AK`` and
 ``HUAWEICLOUD_SDK_SK``, the IAM user's password from ``VOD_SIMULATOR_IAM_PASSWORD``.
+
+``--project-id`` may be repeated (``ID`` or ``ID@REGION``): the one simulated account then has
+several projects, each with tasks of its own (seeds ``--seed``, ``--seed`` + 1, ...) and the same
+world and fault settings, and IAM lists each under its region.
 """
 
 from __future__ import annotations
@@ -10,13 +14,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import click
 
 from exporter.command_options import env_option, wait_for_termination
-from exporter.config import ConfigError, check_project_id, parse_duration, parse_listen_address
+from exporter.config import ConfigError, check_project_id, check_region, parse_duration, parse_listen_address
 from exporter.logs import FORMATS, LEVELS, configure_logging
+from exporter.simulator.accounts import DEFAULT_REGION, Account, Project
 from exporter.simulator.faults import FaultSettings
 from exporter.simulator.identity import IamUser
 from exporter.simulator.server import Simulator
@@ -44,7 +50,14 @@ SHARE = click.FloatRange(0.0, 1.0)
 
 @click.command("simulate")
 @option("--web.listen-address", "listen_address", default=DEFAULT_LISTEN_ADDRESS, help="Where to serve.")
-@option("--project-id", "project_id", required=True, help="The one project the simulated account has.")
+@option(
+    "--project-id",
+    "project_id",
+    multiple=True,
+    required=True,
+    help="A project of the simulated account, ID or ID@REGION; repeat for several, each with its own tasks.",
+)
+@option("--region", "region", default=DEFAULT_REGION, help="Region of the projects that name none.")
 @option("--tasks", "tasks", type=click.IntRange(min=0), default=1000, help="Tasks that exist at start.")
 @option("--seed", "seed", type=int, default=0, help="Same seed, same tasks and same faults.")
 @option("--arrival-rate", "arrival_rate", type=float, default=0.1, help="New tasks per second.")
@@ -141,7 +154,7 @@ def simulate(**options: Any) -> None:
         simulator.start()
     except OSError as error:
         raise click.ClickException(f"cannot listen on {options['listen_address']}: {error}") from None
-    log.info("simulated VOD API listening on %s (project %s)", simulator.url, simulator.project_id)
+    log.info("simulated VOD API listening on %s (project %s)", simulator.url, ", ".join(simulator.worlds))
     try:
         wait_for_termination()
     finally:
@@ -189,22 +202,41 @@ def build_simulator(options: dict[str, Any], environ: Mapping[str, str]) -> Simu
         password = environ.get(PASSWORD_VARIABLE)
         if not password:
             raise ConfigError(f"--iam-user needs the user's password in {PASSWORD_VARIABLE}")
-        users.append(IamUser(options["iam_user"], password, options["iam_domain"] or ""))
+        users.append(IamUser(options["iam_user"], password, options["iam_domain"] or options["iam_user"]))
     if access_key is None and not users:
         raise ConfigError("no credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or --iam-user")
     if options["token_lifetime"] <= 0:
         raise ConfigError("--token-lifetime must be longer than 0s")
+    projects = [
+        Project(project_id, region=region, world=replace(world, seed=world.seed + index))
+        for index, (project_id, region) in enumerate(_projects(options["project_id"], options["region"]))
+    ]
     return Simulator(
-        project_id=check_project_id(options["project_id"]),
-        world_settings=world,
-        access_key=access_key,
-        secret_key=secret_key,
-        iam_users=users,
+        accounts=[Account("simulated", access_key, secret_key, users, projects)],
         faults=faults,
         token_lifetime=options["token_lifetime"],
         host=host or "0.0.0.0",
         port=port,
     )
+
+
+def _projects(values: tuple[str, ...], default_region: str) -> list[tuple[str, str]]:
+    """``(project id, region)`` for each ``--project-id`` value, ``ID`` or ``ID@REGION``."""
+    check_region(default_region)
+    projects: list[tuple[str, str]] = []
+    for value in values:
+        project_id, _, region = value.partition("@")
+        check_project_id(project_id)
+        try:
+            check_region(region or default_region)
+        except ConfigError:
+            raise ConfigError(
+                f"--project-id: {region!r} is not a Huawei Cloud region (e.g. {project_id}@cn-north-4)"
+            ) from None
+        if any(project_id == seen for seen, _ in projects):
+            raise ConfigError(f"--project-id: {project_id} is given twice")
+        projects.append((project_id, region or default_region))
+    return projects
 
 
 if __name__ == "__main__":

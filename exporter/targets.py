@@ -217,21 +217,23 @@ METHODS: dict[str, Method] = {
 # --- loading -----------------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML quietly keeps the last of two equal keys; here that is a mistake the user hears about."""
-
-
-def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice: keep one")
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+def _repeated_key(root: yaml.Node | None) -> tuple[str, int] | None:
+    """A mapping key given twice (which YAML quietly resolves by keeping the last), and its line.
+    Walked with a stack of its own: the depth of the file is no recursion limit's business."""
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        return str(key.value), key.start_mark.line + 1
+                    seen.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return None
 
 
 def load_targets(path: Path) -> TargetsFile:
@@ -245,15 +247,17 @@ def load_targets(path: Path) -> TargetsFile:
         reason = getattr(error, "strerror", None) or "not UTF-8 text"
         raise ConfigError(f"--config.file: cannot read {path} ({reason})") from None
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
+        repeated = _repeated_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        document = yaml.safe_load(text)
     except yaml.MarkedYAMLError as error:
         # The problem only: the context snippet would quote the file, and a secret may be in it.
         line = f" (line {error.problem_mark.line + 1})" if error.problem_mark else ""
         raise ConfigError(f"{where}: not valid YAML{line}: {error.problem}") from None
     except yaml.YAMLError:
         raise ConfigError(f"{where}: not valid YAML") from None
+    if repeated is not None:
+        twice, number = repeated
+        raise ConfigError(f"{where}: line {number}: key {twice!r} is given twice: keep one")
     if not isinstance(document, dict):
         raise ConfigError(f"{where}: expected a mapping with targets: (and credentials:)")
     _known_keys(where, document, TOP_KEYS)
@@ -275,7 +279,7 @@ def _known_keys(where: str, mapping: Mapping[Any, Any], known: tuple[str, ...]) 
 
 
 def _string(where: str, key: str, value: Any) -> str:
-    if isinstance(value, (int, float)):
+    if isinstance(value, int | float):
         # YAML reads an all-digit project id (or one like 12e4...) as a number, and loses it.
         raise ConfigError(f'{where}: {key} was read as a number: quote it ({key}: "...")')
     if not isinstance(value, str) or not value.strip():

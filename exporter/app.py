@@ -155,6 +155,7 @@ class Exporter:
         self._limiters: dict[str, RateLimiter] = {}
         self._targets: tuple[TargetExporter, ...] = ()
         self._applying = threading.Lock()
+        self._started = False  # the first apply is the start, not a change
         if credentials is not None:
             targets = (TargetSetup(config, credentials, PROCESS_CHAIN),)
         try:
@@ -202,10 +203,11 @@ class Exporter:
         with self._applying:
             resolved = self._resolve(setups)
             previous = {target.given: target for target in self._targets}
-            targets = []
+            targets, added = [], []
             for given, setup in zip(setups, resolved, strict=True):
                 target = previous.pop(given, None)
                 if target is None:
+                    added.append(setup)
                     target = TargetExporter(
                         setup,
                         given=given,
@@ -219,7 +221,16 @@ class Exporter:
             self._targets = tuple(targets)
             in_use = {target.setup.quota for target in targets}
             self._limiters = {quota: self._limiters[quota] for quota in in_use}
+            if self._started:
+                # What a reload changed, for the operator who sent it.
+                for setup in added:
+                    api = setup.config.api
+                    log.info("target added: project %s (region %s)", api.project_id, setup.config.region)
+            self._started = True
         for removed in previous.values():
+            log.info(
+                "target removed: project %s (region %s)", removed.project_id, removed.setup.config.region
+            )
             threading.Thread(
                 target=removed.close, args=(0.0,), name=f"close-{removed.project_id}", daemon=True
             ).start()

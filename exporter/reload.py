@@ -55,8 +55,7 @@ class Reloader(Collector):
                 return problem
             self._successful = True
             self._success_at = self._wall_clock()
-        projects = ", ".join(setup.config.api.project_id for setup in setups)
-        log.info("reloaded %s: %d targets (%s)", self._describe, len(setups), projects)
+        log.info("reloaded %s: %d targets", self._describe, len(setups))
         return None
 
     def describe(self) -> Iterable[Metric]:

@@ -403,6 +403,8 @@ def test_serve_reloads_on_sighup_and_on_post_when_enabled(
         _, err = process.communicate(timeout=20)
         assert process.returncode == 0, err
         assert "reloaded" in err and ONE[1] not in err and TWO[1] not in err
+        assert f"target added: project {P3} (region ap-southeast-1)" in err
+        assert f"target removed: project {P1} (region cn-north-4)" in err
     finally:
         if process.poll() is None:
             process.kill()

@@ -409,3 +409,26 @@ def test_serve_reloads_on_sighup_and_on_post_when_enabled(
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_once_lists_every_target_and_names_each_that_failed(
+    projects: dict[str, Project], tmp_path: Path
+) -> None:
+    path = tmp_path / "targets.yml"
+    write_targets(path, projects[P1], projects[P3])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_"))}
+    env.update(ENV, HOME=str(tmp_path), TWO_SK="not-the-secret")
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "once", "--config.file", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"vod-exporter: listing failed for project {P3} (auth): ")
+    assert done.stderr.count("\n") == 1 and "not-the-secret" not in done.stderr
+    scraped = samples(done.stdout)
+    assert_exact(scraped, projects[P1])
+    assert value(scraped, "up", project_id=P3) == 0

@@ -64,7 +64,8 @@ class WebApp:
         API is enabled: re-reads the configuration, returns None or why it was refused."""
         self._refresh = refresh
         self._registry = registry
-        self._current_app = make_wsgi_app(registry)
+        # Annotated: prometheus-client 0.20 leaves make_wsgi_app untyped.
+        self._current_app: WSGIApplication = make_wsgi_app(registry)
         self._reload = reload
         self._web = web
         self._scrape = scrape
@@ -127,7 +128,8 @@ class _MissedDeadlineRegistry:
 def late_app(registry: CollectorRegistry, late: Collection[str]) -> WSGIApplication:
     """prometheus_client's documented WSGI app (format negotiation, ``name[]``, gzip) over the
     registry as a scrape sees it that could not wait for the listings of ``late`` (project ids)."""
-    return make_wsgi_app(cast(CollectorRegistry, _MissedDeadlineRegistry(registry, late)))
+    app: WSGIApplication = make_wsgi_app(cast(CollectorRegistry, _MissedDeadlineRegistry(registry, late)))
+    return app
 
 
 def _text(

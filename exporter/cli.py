@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from exporter import __version__
 from exporter.cloud.errors import one_line
@@ -41,7 +42,10 @@ from exporter.config import (
 from exporter.logs import FORMATS, LEVELS, configure_logging
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from exporter.cloud.credentials import Credentials
+    from exporter.targets import TargetSetup
 
 log = logging.getLogger("exporter")
 
@@ -72,7 +76,22 @@ log_options = compose(
     option("--log.format", "log_format", type=click.Choice(FORMATS), default="logfmt", help="Log format."),
 )
 
+# The options that describe the one target of a command line; a --config.file lists its targets.
+SINGLE_TARGET_OPTIONS = {
+    "region": "--region",
+    "project_id": "--project-id",
+    "endpoint": "--endpoint",
+    "iam_endpoint": "--iam-endpoint",
+}
+
 api_options = compose(
+    option(
+        "--config.file",
+        "config_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="YAML file listing the targets (regions, projects) and their credentials; "
+        "re-read on SIGHUP. Replaces --region, --project-id, --endpoint and --iam-endpoint.",
+    ),
     option("--region", "region", help="Huawei Cloud region, e.g. cn-north-4."),
     option(
         "--project-id",
@@ -229,6 +248,14 @@ web_options = compose(
     option(
         "--web.telemetry-path", "telemetry_path", default=_WEB.telemetry_path, help="Path of the metrics."
     ),
+    option(
+        "--web.enable-lifecycle",
+        "enable_lifecycle",
+        is_flag=True,
+        default=False,
+        show_default="off",
+        help="Reload --config.file on POST /-/reload (it answers 403 otherwise).",
+    ),
 )
 
 
@@ -256,15 +283,22 @@ def known_variables() -> set[str]:
 
 def load(options: dict[str, Any]) -> tuple[Config, Credentials]:
     """Config and credentials from the options and the environment, validated; nothing started."""
-    from exporter.cloud.credentials import (
-        AkSkCredentials,
-        IamPasswordCredentials,
-        OidcCredentials,
-        resolve_credentials,
-    )
+    from exporter.cloud.credentials import AkSkCredentials, IamPasswordCredentials, OidcCredentials
 
     env = dict(os.environ)
-    credentials = resolve_credentials(
+    credentials = process_chain(options, env)
+    named_project = (
+        credentials.project_id if isinstance(credentials, (AkSkCredentials, OidcCredentials)) else None
+    )
+    needs_iam = isinstance(credentials, (IamPasswordCredentials, OidcCredentials))
+    return Config.from_options(options, env, named_project, needs_iam=needs_iam), credentials
+
+
+def process_chain(options: dict[str, Any], env: dict[str, str]) -> Credentials:
+    """The process's own credentials, as the --auth.* and --iam.* options say."""
+    from exporter.cloud.credentials import resolve_credentials
+
+    return resolve_credentials(
         options["auth_method"],
         env,
         home=Path.home(),
@@ -274,11 +308,35 @@ def load(options: dict[str, Any]) -> tuple[Config, Credentials]:
         iam_password_file=options.get("iam_password_file"),
         metadata_endpoint=options.get("metadata_endpoint"),
     )
-    named_project = (
-        credentials.project_id if isinstance(credentials, (AkSkCredentials, OidcCredentials)) else None
-    )
-    needs_iam = isinstance(credentials, (IamPasswordCredentials, OidcCredentials))
-    return Config.from_options(options, env, named_project, needs_iam=needs_iam), credentials
+
+
+def load_targets(options: dict[str, Any]) -> tuple[Config, tuple[TargetSetup, ...], Callable[[], Any] | None]:
+    """Every target's setup, validated, and the process-wide ``Config`` (the first target's); with
+    ``--config.file``, also the function that reads the file again (for a reload)."""
+    from exporter.targets import PROCESS_CHAIN, TargetSetup
+
+    path: Path | None = options.get("config_file")
+    if path is None:
+        config, credentials = load(options)
+        return config, (TargetSetup(config, credentials, PROCESS_CHAIN),), None
+    context = click.get_current_context()
+    for name, flag in SINGLE_TARGET_OPTIONS.items():
+        if context.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
+            raise ConfigError(
+                f"--config.file and {flag} cannot be combined: give every target's region, project_id "
+                f"and endpoints in {path}"
+            )
+
+    def read() -> tuple[TargetSetup, ...]:
+        from exporter.targets import load_targets as load_file
+        from exporter.targets import resolve_targets
+
+        env = dict(os.environ)
+        chain = lambda: process_chain(options, env)  # noqa: E731
+        return resolve_targets(load_file(path), options, env, process_chain=chain)
+
+    setups = read()
+    return setups[0].config, setups, read
 
 
 class _Commands(click.Group):
@@ -309,12 +367,20 @@ def cli() -> None:
 def serve(**options: Any) -> None:
     """Serve /metrics; each scrape lists the editing tasks."""
     start(options)
-    config, credentials = load(options)
+    config, setups, read_again = load_targets(options)
     from exporter.app import Exporter
+    from exporter.reload import Reloader
     from exporter.serving.server import HttpServer
 
-    exporter = Exporter(config, credentials)
-    app = exporter.wsgi_app()
+    exporter = Exporter(config, targets=setups)
+    reloader = None
+    if read_again is not None:
+        reloader = Reloader(str(options["config_file"]), read_again, exporter.apply)
+        exporter.registry.register(reloader)
+    reload = None
+    if options["enable_lifecycle"]:
+        reload = reloader.reload if reloader is not None else _nothing_to_reload
+    app = exporter.wsgi_app(reload=reload)
     try:
         server = HttpServer(app, config.web.host, config.web.port)
     except OSError as error:
@@ -324,14 +390,13 @@ def serve(**options: Any) -> None:
         ) from None
     server.start()
     log.info(
-        "serving metrics on http://%s:%d%s for project %s (%s)",
+        "serving metrics on http://%s:%d%s for %s",
         config.web.host or "0.0.0.0",
         server.port,
         config.web.telemetry_path,
-        exporter.config.api.project_id,
-        config.api.endpoint,
+        ", ".join(f"project {t.project_id} ({t.setup.config.api.endpoint})" for t in exporter.targets),
     )
-    wait_for_termination()
+    wait_for_termination(on_hangup=reloader.reload if reloader is not None else None)
     log.info("shutting down")
     # The server keeps answering while the listing in flight drains: /-/ready says 503, and the
     # scrapes waiting for that listing get their answer before the server stops.
@@ -363,16 +428,18 @@ def once(**options: Any) -> None:
     output: Path | None = options["output"]
     if output is not None and not output.parent.is_dir():
         raise ConfigError(f"--output: {output.parent} is not a directory")
-    config, credentials = load(options)
+    _, setups, _ = load_targets(options)
     from prometheus_client import generate_latest
 
     from exporter.app import Exporter
 
     # One complete listing: there is no next pass for an incremental one to save calls in.
-    config = replace(config, listing=replace(config.listing, mode="full"))
-    exporter = Exporter(config, credentials, runtime_metrics=False)
+    setups = tuple(
+        replace(s, config=replace(s.config, listing=replace(s.config.listing, mode="full"))) for s in setups
+    )
+    exporter = Exporter(setups[0].config, targets=setups, runtime_metrics=False)
     try:
-        view = exporter.list_once()
+        views = exporter.list_targets_once()
         exposition = generate_latest(exporter.registry)
     finally:
         exporter.close()
@@ -380,10 +447,18 @@ def once(**options: Any) -> None:
         sys.stdout.write(exposition.decode())
     else:
         write_atomically(output, exposition)
-    if not view.up:
+    failed = [view for view in views if not view.up]
+    for view in failed:
         reason, detail = view.last_error or ("unknown", "")
-        click.echo(f"vod-exporter: listing failed ({reason}): {one_line(detail)}", err=True)
+        # The project is named only when there are several: one target's line stays as it was.
+        which = f" for project {view.project_id}" if len(views) > 1 else ""
+        click.echo(f"vod-exporter: listing failed{which} ({reason}): {one_line(detail)}", err=True)
+    if failed:
         sys.exit(1)
+
+
+def _nothing_to_reload() -> str:
+    return "there is no --config.file to reload"
 
 
 def write_atomically(path: Path, content: bytes) -> None:

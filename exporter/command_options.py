@@ -105,9 +105,10 @@ def compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     return apply
 
 
-def wait_for_termination() -> None:
-    """Block until SIGTERM or SIGINT (Ctrl-C). SIGHUP is logged and ignored: nothing can be reloaded
-    yet, and its default action would kill the server."""
+def wait_for_termination(on_hangup: Callable[[], object] | None = None) -> None:
+    """Block until SIGTERM or SIGINT (Ctrl-C). SIGHUP calls ``on_hangup`` (a reload of the
+    configuration file); without one it is logged and ignored, since its default action would
+    kill the server."""
     # The kernel may hand a signal to any thread, and Python runs its handler only once the main
     # thread wakes: the wakeup fd's byte, written whichever thread got the signal, is what wakes it.
     reader, writer = socket.socketpair()
@@ -117,7 +118,10 @@ def wait_for_termination() -> None:
     previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     try:
         while (signum := reader.recv(1)[0]) == signal.SIGHUP:
-            log.info("ignored SIGHUP: there is no configuration to reload")
+            if on_hangup is None:
+                log.info("ignored SIGHUP: there is no configuration to reload")
+            else:
+                on_hangup()
         log.debug("received signal %d", signum)
     finally:
         signal.set_wakeup_fd(previous)

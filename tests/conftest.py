@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from exporter.config import ApiSettings
+from exporter.serving.collector import TargetView
+from exporter.store import StoreView
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 ENDPOINT = "https://vod.cn-north-4.myhuaweicloud.com"
@@ -97,6 +99,11 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, every: 
             return result
         pause.wait(every)
     pytest.fail(f"gave up waiting for {what}")
+
+
+def one_target(view: Callable[[], StoreView], region: str = "cn-north-4") -> Callable[[], list[TargetView]]:
+    """A collector's targets, for tests of one: ``view`` read on every scrape, as a store's is."""
+    return lambda: [TargetView(region, view())]
 
 
 @pytest.fixture

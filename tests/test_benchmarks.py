@@ -262,3 +262,21 @@ def test_benchmark_children_never_ask_a_real_metadata_service(monkeypatch: pytes
 
     monkeypatch.delenv("VOD_EXPORTER_AUTH_METADATA_ENDPOINT")  # as outside the test suite
     assert child_environment({})["VOD_EXPORTER_AUTH_METADATA_ENDPOINT"].startswith("http://127.0.0.1:")
+
+
+def test_the_many_targets_benchmark_reports_every_figure(tmp_path: Path) -> None:
+    from benchmarks import many_targets
+
+    out = tmp_path / "targets.json"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        many_targets.main(["--targets", "2", "--tasks", "150", "--listings", "1", "--json", str(out)])
+    results = json.loads(out.read_text())
+    one, two = results["cases"]
+    assert (one["targets"], two["targets"]) == (1, 2)
+    assert one["tasks"] == 150 and two["tasks"] == 300 and one["all_up"] and two["all_up"]
+    assert len(two["single_seconds"]) == 2
+    # Two pages per listing and target: once alone each, then once together.
+    assert one["calls"] == 2 and two["calls"] == 2 * 2 + 2 * 2
+    assert one["rss_bytes"] > 0 and two["together_seconds"] > 0
+    assert "2 targets listed in one scrape" in printed.getvalue()

@@ -22,7 +22,7 @@ from exporter.serving.collector import MissedDeadline, VodCollector
 from exporter.store import TaskStore
 from exporter.tasks import parse_page
 from exporter.timestamps import parse_timestamp
-from tests.conftest import body, record
+from tests.conftest import body, one_target, record
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = parse_timestamp("2026-11-28T10:00:00Z")
@@ -69,7 +69,7 @@ def fixed_stats() -> ApiRequestStats:
 
 def fixed_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(VodCollector(fixed_store().view, fixed_stats()))
+    registry.register(VodCollector(one_target(fixed_store().view), fixed_stats()))
     return registry
 
 
@@ -93,7 +93,7 @@ def test_failed_listing_publishes_health_and_events_but_no_snapshot() -> None:
     store = TaskStore("p1", SeriesSettings(), started_at=START)
     store.record_failure("auth", 0.1, "HTTP 401")
     registry = CollectorRegistry()
-    registry.register(VodCollector(store.view, ApiRequestStats()))
+    registry.register(VodCollector(one_target(store.view), ApiRequestStats()))
     text = generate_latest(registry).decode()
     assert 'huaweicloud_vod_up{project_id="p1"} 0.0' in text
     assert 'huaweicloud_vod_scrape_errors_total{project_id="p1",reason="auth"} 1.0' in text
@@ -117,12 +117,12 @@ def test_registering_the_collector_does_not_read_the_store() -> None:
 
     # auto_describe: a collector without describe() would be collected at registration.
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(VodCollector(view, ApiRequestStats()))  # type: ignore[arg-type]
+    registry.register(VodCollector(one_target(view), ApiRequestStats()))  # type: ignore[arg-type]
     assert calls == []
 
 
 def test_describe_names_every_family_that_collect_can_yield() -> None:
-    collector = VodCollector(fixed_store().view, fixed_stats())
+    collector = VodCollector(one_target(fixed_store().view), fixed_stats())
     described = {family.name for family in collector.describe()}
     assert {family.name for family in collector.collect()} <= described
 
@@ -154,7 +154,7 @@ def test_promtool_finds_nothing_to_lint() -> None:
 def test_a_missed_deadline_is_up_0_with_every_snapshot_family_left_out() -> None:
     registry = fixed_registry()
     full = generate_latest(registry).decode()
-    late = generate_latest(MissedDeadline(registry)).decode()  # type: ignore[arg-type]
+    late = generate_latest(MissedDeadline(registry, {"p1"})).decode()  # type: ignore[arg-type]
     assert 'huaweicloud_vod_up{project_id="p1"} 1.0' in full
     assert 'huaweicloud_vod_up{project_id="p1"} 0.0' in late
 
@@ -186,6 +186,6 @@ def test_a_missed_deadline_is_up_0_with_every_snapshot_family_left_out() -> None
 def test_a_defect_of_the_exporter_has_a_reason_of_its_own_exported_from_the_start() -> None:
     store = TaskStore("p1", SeriesSettings(), started_at=START)
     registry = CollectorRegistry()
-    registry.register(VodCollector(store.view, ApiRequestStats()))
+    registry.register(VodCollector(one_target(store.view), ApiRequestStats()))
     text = generate_latest(registry).decode()
     assert 'huaweicloud_vod_scrape_errors_total{project_id="p1",reason="internal"} 0.0' in text

@@ -284,7 +284,7 @@ def test_oci_labels(final: list[Instruction]) -> None:
 
 @pytest.fixture
 def web_server() -> Iterator[HttpServer]:
-    app = WebApp(lambda deadline: True, CollectorRegistry(), WebSettings(), ScrapeSettings())
+    app = WebApp(lambda deadline: (), CollectorRegistry(), WebSettings(), ScrapeSettings())
     server = HttpServer(app, "127.0.0.1", 0)
     server.start()
     try:

@@ -12,16 +12,16 @@ import subprocess
 from collections.abc import Sequence
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.cloud.api_metrics import ApiRequestStats
 from exporter.serving.collector import VodCollector
 from exporter.serving.exposition import MAX_LABEL_VALUE_LENGTH
-from exporter.serving.web import metrics_apps
 from exporter.store import Snapshot, StoreView
 from exporter.tasks import Task
+from tests.conftest import one_target
 
 NOW = 1_795_860_000.0
 TEXT = "text/plain;version=0.0.4"
@@ -83,11 +83,11 @@ def hostile_view() -> StoreView:
 
 def scrape(accept: str, query: str = "") -> tuple[str, dict[str, str], bytes]:
     registry = CollectorRegistry()
-    registry.register(VodCollector(hostile_view, ApiRequestStats()))
+    registry.register(VodCollector(one_target(hostile_view), ApiRequestStats()))
     answers: list[tuple[str, dict[str, str]]] = []
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "HTTP_ACCEPT": accept, "QUERY_STRING": query}
     body = b"".join(
-        metrics_apps(registry)[0](environ, lambda status, headers: answers.append((status, dict(headers))))  # type: ignore[arg-type]
+        make_wsgi_app(registry)(environ, lambda status, headers: answers.append((status, dict(headers))))  # type: ignore[arg-type]
     )
     ((status, headers),) = answers
     return status, headers, body

@@ -17,18 +17,22 @@ from tests.conftest import FakeClock
 class Recorder:
     def __init__(self) -> None:
         self.deadlines: list[float] = []
-        self.current = True
+        self.late: frozenset[str] = frozenset()
 
-    def __call__(self, deadline: float) -> bool:
+    def __call__(self, deadline: float) -> frozenset[str]:
         self.deadlines.append(deadline)
-        return self.current
+        return self.late
 
 
 @pytest.fixture
 def served() -> Iterator[tuple[str, Recorder, WebApp]]:
     registry = CollectorRegistry()
-    Gauge("huaweicloud_vod_up", "test gauge", registry=registry).set(1)
-    Gauge("huaweicloud_vod_editing_tasks_reported", "test gauge", registry=registry).set(7)
+    by_project = ["project_id"]
+    up = Gauge("huaweicloud_vod_up", "test gauge", by_project, registry=registry)
+    reported = Gauge("huaweicloud_vod_editing_tasks_reported", "test gauge", by_project, registry=registry)
+    for project in ("p1", "p2"):
+        up.labels(project).set(1)
+        reported.labels(project).set(7)
     recorder = Recorder()
     app = WebApp(
         recorder,
@@ -51,7 +55,7 @@ def test_metrics_refreshes_within_prometheus_timeout_less_the_offset(
     url, recorder, _ = served
     response = httpx.get(url + "/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "10"})
     assert response.status_code == 200
-    assert "huaweicloud_vod_up 1.0" in response.text
+    assert 'huaweicloud_vod_up{project_id="p1"} 1.0' in response.text
     assert recorder.deadlines == [100.0 + 9.5]
 
 
@@ -69,7 +73,7 @@ def test_gzip_and_openmetrics_are_negotiated(served: tuple[str, Recorder, WebApp
     url, _, _ = served
     raw = httpx.get(url + "/metrics", headers={"Accept-Encoding": "gzip"})
     assert raw.headers["Content-Encoding"] == "gzip"
-    assert "huaweicloud_vod_up 1.0" in raw.text  # httpx decompressed it
+    assert 'huaweicloud_vod_up{project_id="p1"} 1.0' in raw.text  # httpx decompressed it
     om = httpx.get(url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert om.headers["Content-Type"].startswith("application/openmetrics-text")
     assert om.text.rstrip().endswith("# EOF")
@@ -91,12 +95,52 @@ def test_a_scrape_that_could_not_wait_for_the_listing_gets_up_0_and_no_snapshot(
     served: tuple[str, Recorder, WebApp],
 ) -> None:
     url, recorder, _ = served
-    recorder.current = False
+    recorder.late = frozenset({"p1", "p2"})
     for accept in ("", "application/openmetrics-text; version=1.0.0"):
         text = httpx.get(url + "/metrics", headers={"Accept": accept}).text
-        assert "huaweicloud_vod_up 0.0" in text and "editing_tasks_reported" not in text
+        assert 'huaweicloud_vod_up{project_id="p1"} 0.0' in text and "editing_tasks_reported" not in text
     filtered = httpx.get(url + "/metrics", params={"name[]": "huaweicloud_vod_up"}).text
-    assert "huaweicloud_vod_up 0.0" in filtered
+    assert 'huaweicloud_vod_up{project_id="p1"} 0.0' in filtered
+
+
+def test_a_target_whose_listing_was_late_is_down_and_the_others_intact(
+    served: tuple[str, Recorder, WebApp],
+) -> None:
+    url, recorder, _ = served
+    recorder.late = frozenset({"p1"})
+    text = httpx.get(url + "/metrics").text
+    assert 'huaweicloud_vod_up{project_id="p1"} 0.0' in text
+    assert 'huaweicloud_vod_up{project_id="p2"} 1.0' in text
+    assert 'reported{project_id="p2"} 7.0' in text and 'reported{project_id="p1"}' not in text
+
+
+def test_reload_is_forbidden_unless_the_lifecycle_api_is_enabled(
+    served: tuple[str, Recorder, WebApp],
+) -> None:
+    url, recorder, _ = served
+    assert httpx.post(url + "/-/reload").status_code == 403
+    assert recorder.deadlines == []
+
+
+@pytest.mark.parametrize(("outcome", "status"), [(None, 200), ("targets.yml: bad", 500)])
+def test_reload_takes_post_only_and_says_why_it_was_refused(outcome: str | None, status: int) -> None:
+    reloads: list[int] = []
+
+    def reload() -> str | None:
+        reloads.append(1)
+        return outcome
+
+    app = WebApp(lambda deadline: (), CollectorRegistry(), WebSettings(), ScrapeSettings(), reload=reload)
+    server = HttpServer(app, "127.0.0.1", 0)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/-/reload"
+        assert httpx.get(url).status_code == 405 and reloads == []
+        answer = httpx.post(url)
+        assert answer.status_code == status and reloads == [1]
+        assert outcome is None or outcome in answer.text
+    finally:
+        server.stop()
 
 
 def test_name_filter_and_method(served: tuple[str, Recorder, WebApp]) -> None:

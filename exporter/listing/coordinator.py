@@ -113,6 +113,12 @@ class ListingCoordinator:
         is current: False when this scrape's deadline came before the listing's end (it goes on
         for the others) or the exporter is shutting down.
         """
+        return self.wait(self.join(deadline), deadline)
+
+    def join(self, deadline: float) -> _Listing | bool:
+        """``refresh``'s first half, which never blocks: start a listing or join the one in flight
+        (what ``wait`` then waits for), or the answer at once. A scrape of many targets joins every
+        target's listing first, so they all run at the same time."""
         with self._lock:
             if self._closing:
                 return False
@@ -127,6 +133,12 @@ class ListingCoordinator:
                 listing = self._start(deadline)
             else:
                 listing.wait_until(deadline)
+        return listing
+
+    def wait(self, listing: _Listing | bool, deadline: float) -> bool:
+        """``refresh``'s second half: whether the store is current by ``deadline``."""
+        if isinstance(listing, bool):
+            return listing
         if not listing.done.wait(max(0.0, deadline - self._clock())) and listing.deadline <= deadline:
             # The listing ends at this very deadline too: its outcome, a moment later, is a better
             # answer than "could not wait" (and what ``once`` reports). The offset kept back from

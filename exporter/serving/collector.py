@@ -12,7 +12,8 @@ A sample of the exposition (one task, trimmed)::
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client.core import (
@@ -61,15 +62,24 @@ FALLBACK_REASONS = (
 )
 
 
+@dataclass(frozen=True)
+class TargetView:
+    """One target as the collector sees it: its store's view, and its region for ``target_info``."""
+
+    region: str
+    view: StoreView
+
+
 class VodCollector(Collector):
     def __init__(
         self,
-        view: Callable[[], StoreView],
+        targets: Callable[[], Iterable[TargetView]],
         api_stats: ApiRequestStats,
         *,
         min_refresh_interval: float = 0.0,
     ) -> None:
-        self._view = view
+        """``targets``: every target's view, read once per scrape."""
+        self._targets = targets
         self._api_stats = api_stats
         self._min_refresh_interval = min_refresh_interval
 
@@ -79,39 +89,59 @@ class VodCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         families = _Families(self._min_refresh_interval)
-        view = self._view()
-        families.fill_health(view, self._api_stats)
-        families.fill_events(view)
-        families.fill_listing(view)
-        if view.snapshot is not None:
-            families.fill_snapshot(view)
-            families.fill_tasks(view, now=view.snapshot.taken_at)
+        families.fill_process(self._api_stats)
+        for target in self._targets():
+            view = target.view
+            families.target_info.add_metric([view.project_id, label_value(target.region)], 1)
+            families.fill_health(view)
+            families.fill_events(view)
+            families.fill_listing(view)
+            if view.snapshot is not None:
+                families.fill_snapshot(view)
+                families.fill_tasks(view, now=view.snapshot.taken_at)
         return list(families.present())
 
 
 class MissedDeadline(Collector):
-    """What a scrape that could not wait for the listing is served: ``source``'s families with
-    ``up`` 0 and none from the snapshot, so that no stale count passes for a fresh one. The
-    counters stay as they are: the listing goes on, and is counted when it ends.
+    """What a scrape that could not wait for some targets' listings is served: ``source``'s
+    families with ``up`` 0 and no snapshot series for the targets (project ids) in ``late``, so
+    that no stale count passes for a fresh one. The counters stay as they are: the listing goes
+    on, and is counted when it ends. The other targets' series are untouched.
 
     ``source`` is anything with ``collect()``: the registry, or the part of it that ``name[]``
     asks for. The families are the ones a normal scrape builds, so the cost is the same.
     """
 
-    def __init__(self, source: Collector) -> None:
+    def __init__(self, source: Collector, late: Collection[str]) -> None:
         self._source = source
+        self._late = late
 
     def collect(self) -> Iterable[Metric]:
         for family in self._source.collect():
             if family.name in _SNAPSHOT_FAMILIES:
+                kept = _without_late(family, self._late)
+                if kept.samples:
+                    yield kept
                 continue
-            yield _down(family) if family.name == _UP else family
+            yield _down(family, self._late) if family.name == _UP else family
 
 
-def _down(up: Metric) -> Metric:
+def _is_late(labels: Mapping[str, str], late: Collection[str]) -> bool:
+    return labels.get("project_id") in late
+
+
+def _without_late(family: Metric, late: Collection[str]) -> Metric:
+    kept = Metric(family.name, family.documentation, family.type, family.unit)
+    for sample in family.samples:  # gauges, all of them: no exemplars to carry
+        if not _is_late(sample.labels, late):
+            kept.add_sample(sample.name, sample.labels, sample.value, sample.timestamp)
+    return kept
+
+
+def _down(up: Metric, late: Collection[str]) -> Metric:
     down = Metric(up.name, up.documentation, up.type, up.unit)
     for sample in up.samples:
-        down.add_sample(sample.name, sample.labels, 0.0)
+        down.add_sample(sample.name, sample.labels, 0.0 if _is_late(sample.labels, late) else sample.value)
     return down
 
 
@@ -137,6 +167,9 @@ class _Families:
             "huaweicloud_vod_exporter_build_info",
             "vod-exporter's version, always 1.",
             labels=("version", "python_version"),
+        )
+        self.target_info = _gauge(
+            "target_info", "A (region, project) this exporter lists, always 1.", ("project_id", "region")
         )
         self.up = _gauge("up", "1 if the last listing read every page and made sense, else 0." + shared, p)
         self.duration = _gauge("scrape_duration_seconds", "Time the last listing took.", p)
@@ -252,19 +285,22 @@ class _Families:
     def present(self) -> Iterator[Metric]:
         return (f for f in self.all() if f.samples)
 
-    def fill_health(self, view: StoreView, api_stats: ApiRequestStats) -> None:
-        p = [view.project_id]
+    def fill_process(self, api_stats: ApiRequestStats) -> None:
+        """The families of the process, not of one target: its build, and the API calls of all."""
         self.build_info.add_metric([__version__, platform.python_version()], 1)
+        for (operation, code), count in sorted(api_stats.requests().items()):
+            self.requests.add_metric([operation, code], count)
+        for operation, histogram in sorted(api_stats.latencies().items()):
+            self.latency.add_metric([operation], *_cumulative(histogram))
+
+    def fill_health(self, view: StoreView) -> None:
+        p = [view.project_id]
         self.up.add_metric(p, 1 if view.up else 0)
         if view.scrape_duration is not None:
             self.duration.add_metric(p, view.scrape_duration)
         self.last_success.add_metric(p, view.last_success or 0)
         for reason in _with_extra(SCRAPE_ERROR_REASONS, view.errors):
             self.errors.add_metric([view.project_id, reason], view.errors.get(reason, 0))
-        for (operation, code), count in sorted(api_stats.requests().items()):
-            self.requests.add_metric([operation, code], count)
-        for operation, histogram in sorted(api_stats.latencies().items()):
-            self.latency.add_metric([operation], *_cumulative(histogram))
 
     def fill_listing(self, view: StoreView) -> None:
         p, listing = [view.project_id], view.listing
@@ -349,28 +385,28 @@ class CredentialsState(Protocol):
 
 
 class CredentialsCollector(Collector):
-    """When the credentials in use expire, and how often renewing them failed. Registered only
-    for credentials that expire (an IAM token, a temporary key), so the families are absent for a
-    long-lived AK/SK or a static token. Sample::
+    """When each target's credentials expire, and how often renewing them failed. Only targets
+    whose credentials expire (an IAM token, a temporary key) are in ``states``, so the families are
+    absent for long-lived AK/SK or a static token. Sample::
 
         huaweicloud_vod_credentials_expiry_timestamp_seconds{project_id="p1"} 1.7649e+09
         huaweicloud_vod_credentials_renewal_failures_total{project_id="p1"} 0.0
     """
 
-    def __init__(self, project_id: str, state: CredentialsState) -> None:
-        self._project_id = project_id
-        self._state = state
+    def __init__(self, states: Callable[[], Sequence[tuple[str, CredentialsState]]]) -> None:
+        self._states = states
 
     def describe(self) -> Iterable[Metric]:
         return list(self._families())
 
     def collect(self) -> Iterable[Metric]:
         expiry, failures = self._families()
-        expires_at = self._state.expires_at
-        if expires_at is not None:
-            expiry.add_metric((self._project_id,), expires_at)
-        failures.add_metric((self._project_id,), self._state.renewal_failures)
-        return [expiry, failures] if expires_at is not None else [failures]
+        for project_id, state in self._states():
+            expires_at = state.expires_at
+            if expires_at is not None:
+                expiry.add_metric((project_id,), expires_at)
+            failures.add_metric((project_id,), state.renewal_failures)
+        return [family for family in (expiry, failures) if family.samples]
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily]:

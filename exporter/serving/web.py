@@ -1,9 +1,13 @@
-"""HTTP: ``/metrics``, ``/-/healthy``, ``/-/ready`` and ``/``.
+"""HTTP: ``/metrics``, ``/-/healthy``, ``/-/ready``, ``/-/reload`` and ``/``.
 
 Each scrape first brings the store up to date within the scrape's deadline, which Prometheus
 announces in ``X-Prometheus-Scrape-Timeout-Seconds``; a little is kept back so the answer
 arrives before Prometheus gives up. The answer is prometheus_client's documented WSGI app,
 ``make_wsgi_app``: format negotiation (text or OpenMetrics), ``name[]`` filtering and gzip.
+
+``POST /-/reload`` re-reads the targets file, only when the operator enabled it
+(``--web.enable-lifecycle``, as Prometheus names it): anyone who reaches the port could otherwise
+make the exporter read its files again.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import html
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, cast
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -46,16 +50,23 @@ def scrape_budget(environ: WSGIEnvironment, settings: ScrapeSettings) -> float:
 class WebApp:
     def __init__(
         self,
-        refresh: Callable[[float], bool],
+        refresh: Callable[[float], Collection[str]],
         registry: CollectorRegistry,
         web: WebSettings,
         scrape: ScrapeSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
         description: str = "",
+        reload: Callable[[], str | None] | None = None,
     ) -> None:
+        """``refresh(deadline)`` brings every target up to date by ``deadline`` and returns the
+        project ids of those whose listing it could not wait for. ``reload``, when the lifecycle
+        API is enabled: re-reads the configuration, returns None or why it was refused."""
         self._refresh = refresh
-        self._current_app, self._late_app = metrics_apps(registry)
+        self._registry = registry
+        # Annotated: prometheus-client 0.20 leaves make_wsgi_app untyped.
+        self._current_app: WSGIApplication = make_wsgi_app(registry)
+        self._reload = reload
         self._web = web
         self._scrape = scrape
         self._clock = clock
@@ -68,10 +79,12 @@ class WebApp:
             if environ.get("REQUEST_METHOD", "GET") != "GET":
                 # Not even HEAD: every answer here costs a listing, that is API calls.
                 return _text(start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET")])
-            current = self._refresh(self._clock() + scrape_budget(environ, self._scrape))
-            # The listing outlived this scrape's deadline: up 0, no snapshot.
-            app = self._current_app if current else self._late_app
+            late = self._refresh(self._clock() + scrape_budget(environ, self._scrape))
+            # Those listings outlived this scrape's deadline: up 0, no snapshot, for them alone.
+            app = late_app(self._registry, late) if late else self._current_app
             return app(environ, start_response)
+        if path == "/-/reload":
+            return self._lifecycle_reload(environ, start_response)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy.\n")
         if path == "/-/ready":
@@ -84,28 +97,39 @@ class WebApp:
             start_response, "404 Not Found", "Not found. Metrics are at " + self._web.telemetry_path + "\n"
         )
 
+    def _lifecycle_reload(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        if self._reload is None:
+            return _text(start_response, "403 Forbidden", "Lifecycle API is not enabled.\n")
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _text(start_response, "405 Method Not Allowed", "Use POST.\n", [("Allow", "POST")])
+        refused = self._reload()
+        if refused is not None:
+            return _text(start_response, "500 Internal Server Error", f"Reload refused: {refused}\n")
+        return _text(start_response, "200 OK", "Reloaded.\n")
+
 
 class _MissedDeadlineRegistry:
-    """The registry as a scrape that could not wait for the listing sees it (``MissedDeadline``),
+    """The registry as a scrape that could not wait for some listings sees it (``MissedDeadline``),
     with the ``restricted_registry`` that prometheus_client's WSGI app calls for ``name[]``."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, late: Collection[str]) -> None:
         self._registry = registry
+        self._late = late
 
     def collect(self) -> Iterable[Metric]:
-        return MissedDeadline(self._registry).collect()
+        return MissedDeadline(self._registry, self._late).collect()
 
     def restricted_registry(self, names: Iterable[str]) -> Collector:
         # In prometheus-client 0.20 the restricted registry is no Collector subclass, though it
         # has collect().
-        return MissedDeadline(cast(Collector, self._registry.restricted_registry(names)))
+        return MissedDeadline(cast(Collector, self._registry.restricted_registry(names)), self._late)
 
 
-def metrics_apps(registry: CollectorRegistry) -> tuple[WSGIApplication, WSGIApplication]:
+def late_app(registry: CollectorRegistry, late: Collection[str]) -> WSGIApplication:
     """prometheus_client's documented WSGI app (format negotiation, ``name[]``, gzip) over the
-    registry, and over the same registry as a late scrape sees it."""
-    late = cast(CollectorRegistry, _MissedDeadlineRegistry(registry))
-    return make_wsgi_app(registry), make_wsgi_app(late)
+    registry as a scrape sees it that could not wait for the listings of ``late`` (project ids)."""
+    app: WSGIApplication = make_wsgi_app(cast(CollectorRegistry, _MissedDeadlineRegistry(registry, late)))
+    return app
 
 
 def _text(

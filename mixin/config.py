@@ -122,7 +122,7 @@ def _mapping(raw: Any, where: str, keys: set[str]) -> dict[str, Any]:
 
 
 def _number(value: Any, where: str, *, low: float, high: float | None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if value <= low or (high is not None and value >= high):
         bounds = f"between {low} and {high}" if high is not None else f"above {low}"

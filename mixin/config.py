@@ -135,10 +135,16 @@ def _objective(raw: Any, where: str) -> Objective:
     projects = section["projects"] or {}
     if not isinstance(projects, dict):
         raise ConfigError(f"{where}.projects: a mapping of project id to objective")
+    for project in projects:
+        # YAML reads an all-digit id as a number, which would drop its leading zeros.
+        if not isinstance(project, str):
+            raise ConfigError(
+                f"{where}.projects: quote the project id {project!r}, so YAML keeps it as written"
+            )
     return Objective(
         default=_number(section["default"], f"{where}.default", low=0, high=1),
         projects={
-            str(project): _number(value, f"{where}.projects.{project}", low=0, high=1)
+            project: _number(value, f"{where}.projects.{project}", low=0, high=1)
             for project, value in sorted(projects.items())
         },
     )

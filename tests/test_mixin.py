@@ -84,6 +84,15 @@ def test_one_command_regenerates_everything_from_a_users_configuration(tmp_path:
             "objectives.success.projects.p1: expected a number",
         ),
         (
+            {
+                "objectives": {
+                    "success": {"default": 0.99, "projects": {1234: 0.999}},
+                    "latency": DEFAULT["objectives"]["latency"],
+                }
+            },
+            "objectives.success.projects: quote the project id 1234",
+        ),
+        (
             {"thresholds": {**DEFAULT["thresholds"], "throttled_ratio": 5}},
             "thresholds.throttled_ratio: 5 must lie strictly between 0 and 1",
         ),

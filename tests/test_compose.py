@@ -135,18 +135,21 @@ def test_prometheus_scrapes_the_exporter_service_on_its_listen_port() -> None:
     assert targets == [f"exporter:{exporter_listen_port()}"]
 
 
+PROVISIONED_DASHBOARDS = ROOT / "grafana" / "provisioning" / "dashboards"
+
+
 def test_grafana_provisioning_and_dashboards_come_from_the_grafana_folder() -> None:
     assert host_path("grafana", "/etc/grafana/provisioning").resolve() == ROOT / "grafana" / "provisioning"
-    (provider,) = load(ROOT / "grafana" / "provisioning" / "dashboards" / "vod-exporter.yml")["providers"]
+    (provider,) = load(PROVISIONED_DASHBOARDS / "vod-exporter.yml")["providers"]
     assert provider["type"] == "file"
     dashboards = host_path("grafana", provider["options"]["path"])
-    assert dashboards.resolve() == ROOT / "grafana" / "dashboards"
+    assert dashboards.resolve() == PROVISIONED_DASHBOARDS
     assert (dashboards / "vod-exporter.json").is_file()
 
 
 def test_grafana_home_dashboard_is_the_mounted_dashboard() -> None:
     home = service("grafana")["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
-    assert host_path("grafana", home).resolve() == ROOT / "grafana" / "dashboards" / "vod-exporter.json"
+    assert host_path("grafana", home).resolve() == PROVISIONED_DASHBOARDS / "vod-exporter.json"
 
 
 def test_grafana_data_source_points_at_the_prometheus_service() -> None:

@@ -13,29 +13,32 @@ from typing import Any
 import pytest
 import yaml
 
+from mixin.dashboard import panels
 from tests.test_rules import (
     CONTRACT_METRICS,
     PROMETHEUS_METRICS,
     RECORDING_RULES,
     ROOT,
+    alerting_rules,
+    doc_anchors,
     metric_names,
     recorded_names,
     run_promtool,
 )
 
 DASHBOARD = ROOT / "grafana" / "dashboards" / "vod-exporter.json"
+PROVISIONED_DASHBOARD = ROOT / "grafana" / "provisioning" / "dashboards" / "vod-exporter.json"
+PROVISIONED_DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 
 # A value for every variable the queries use, as Grafana would interpolate it ("All" selected):
 # whoever runs the queries outside Grafana substitutes these.
-GRAFANA_VARIABLE_VALUES = {"project_id": ".*", "job": ".*", "__rate_interval": "1m"}
+GRAFANA_VARIABLE_VALUES = {"project_id": ".*", "region": ".*", "job": ".*", "__rate_interval": "1m"}
 
 # Metrics without a project_id label: they cannot be filtered by project.
 UNSCOPED_METRICS = PROMETHEUS_METRICS | {
     "huaweicloud_vod_api_requests_total",
     "huaweicloud_vod_api_request_duration_seconds_bucket",
-    "vod:slo_success_objective:ratio",
-    "vod:slo_latency_objective:ratio",
 }
 
 # Title -> (panel type, unit, metrics it must read).
@@ -49,12 +52,15 @@ REQUIRED_PANELS: dict[str, tuple[str, str, set[str]]] = {
     "Task success ratio against the objective": (
         "timeseries",
         "percentunit",
-        {"project_id:vod_editing_tasks_success:ratio_rate1h", "vod:slo_success_objective:ratio"},
+        {"project_id:vod_editing_tasks_success:ratio_rate1h", "project_id:vod_slo_success_objective:ratio"},
     ),
     "Tasks finished within 10 minutes against the objective": (
         "timeseries",
         "percentunit",
-        {"project_id:vod_editing_tasks_under_latency_target:ratio_rate1h", "vod:slo_latency_objective:ratio"},
+        {
+            "project_id:vod_editing_tasks_under_latency_target:ratio_rate1h",
+            "project_id:vod_slo_latency_objective:ratio",
+        },
     ),
     "Finished-task duration (p50, p90, p99)": (
         "timeseries",
@@ -96,15 +102,6 @@ REQUIRED_PANELS: dict[str, tuple[str, str, set[str]]] = {
 def load_dashboard() -> dict[str, Any]:
     dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
     return dashboard
-
-
-def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every panel that shows data, including those inside collapsed rows."""
-    for panel in dashboard["panels"]:
-        if panel["type"] == "row":
-            yield from panel.get("panels", [])
-        else:
-            yield panel
 
 
 def panel_by_title(title: str) -> dict[str, Any]:
@@ -152,15 +149,85 @@ def test_datasource_is_a_variable_and_no_uid_is_hard_coded() -> None:
         for target in panel["targets"]:
             assert target["datasource"] == DATASOURCE_REF, panel["title"]
     references = [obj["datasource"] for obj in _objects(dashboard) if isinstance(obj.get("datasource"), dict)]
-    assert references and all(ref["uid"] == "${datasource}" for ref in references)
-    assert "__inputs" not in dashboard
+    assert references and all(ref == DATASOURCE_REF for ref in references)
 
 
-def test_project_id_is_a_multi_select_variable_of_the_exporters_projects() -> None:
-    project = variable("project_id")
-    assert project["type"] == "query" and project["datasource"] == DATASOURCE_REF
-    assert project["multi"] is True and project["includeAll"] is True
-    assert project["definition"] == "label_values(huaweicloud_vod_up, project_id)"
+def test_dashboard_imports_grafana_com_style_with_a_datasource_input() -> None:
+    dashboard = load_dashboard()
+    (datasource_input,) = dashboard["__inputs"]
+    assert datasource_input["name"] == "DS_PROMETHEUS"
+    assert (datasource_input["type"], datasource_input["pluginId"]) == ("datasource", "prometheus")
+    # Import replaces ${DS_PROMETHEUS} with the data source chosen; the variable carries it to the panels.
+    assert variable("datasource")["current"]["value"] == "${DS_PROMETHEUS}"
+    assert json.dumps(dashboard).count("${DS_PROMETHEUS}") == 1
+    required = {(r["type"], r["id"]) for r in dashboard["__requires"]}
+    panel_types = {("panel", p["type"]) for p in panels(dashboard)}
+    assert {("grafana", "grafana"), ("datasource", "prometheus")} | panel_types == required
+
+
+def test_provisioned_copy_is_the_dashboard_with_the_provisioned_data_source() -> None:
+    provisioned = json.loads(PROVISIONED_DASHBOARD.read_text())
+    (datasource,) = yaml.safe_load(PROVISIONED_DATASOURCES.read_text())["datasources"]
+    imported = load_dashboard()
+    del imported["__inputs"], imported["__requires"]
+    currents = []
+    for dashboard in (provisioned, imported):
+        (variable_,) = [v for v in dashboard["templating"]["list"] if v["name"] == "datasource"]
+        currents.append(variable_.pop("current"))
+    assert currents[0] == {"selected": True, "text": datasource["name"], "value": datasource["uid"]}
+    assert provisioned == imported
+
+
+@pytest.mark.parametrize(
+    ("name", "definition"),
+    [
+        ("job", 'label_values(huaweicloud_vod_up{job="vod-exporter"}, job)'),
+        ("region", 'label_values(huaweicloud_vod_target_info{job=~"$job"}, region)'),
+        (
+            "project_id",
+            'label_values(huaweicloud_vod_target_info{job=~"$job", region=~"$region"}, project_id)',
+        ),
+    ],
+)
+def test_job_region_and_project_are_multi_select_variables_each_narrowing_the_next(
+    name: str, definition: str
+) -> None:
+    found = variable(name)
+    assert found["type"] == "query" and found["datasource"] == DATASOURCE_REF
+    assert found["multi"] is True and found["includeAll"] is True
+    assert found["definition"] == definition
+    # "All" must mean the values found, not ".*", or the region would not narrow the panels.
+    assert "allValue" not in found
+
+
+def test_every_raw_metric_selector_follows_the_job_variable() -> None:
+    selector = re.compile(r"(?<![\w:])([A-Za-z_:][\w:]*)(\{[^}]*\})?")
+    for title, expr in dashboard_expressions():
+        for name in metric_names(expr) - recorded_names():
+            for match in selector.finditer(expr):
+                if match.group(1) == name:
+                    assert 'job=~"$job"' in (match.group(2) or ""), f"{title}: {name}"
+
+
+def test_every_panel_links_to_its_runbook_section() -> None:
+    from mixin.config import load
+
+    base = load().runbook_base_url
+    for panel in panels(load_dashboard()):
+        (link,) = panel["links"]
+        page, _, anchor = link["url"].partition("#")
+        assert page == base and anchor in doc_anchors(), panel["title"]
+
+
+def test_oldest_open_task_age_shows_the_alerts_threshold() -> None:
+    from mixin.config import load
+
+    threshold = load().thresholds.oldest_processing_task_age_seconds
+    (alert,) = [r for r in alerting_rules() if r["alert"] == "VodTaskProcessingTooLong"]
+    assert alert["expr"].endswith(f"> {threshold:g}")
+    defaults = panel_by_title("Oldest open task age")["fieldConfig"]["defaults"]
+    assert defaults["thresholds"]["steps"][-1] == {"color": "red", "value": threshold}
+    assert defaults["custom"]["thresholdsStyle"]["mode"] == "dashed"
 
 
 def test_every_panel_has_a_unit_and_a_description() -> None:

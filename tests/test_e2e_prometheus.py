@@ -194,6 +194,8 @@ def substitute(expr: str) -> str:
         .replace("$project_id", PROJECT)
         .replace("${job}", JOB)
         .replace("$job", JOB)
+        .replace("${region}", ".*")
+        .replace("$region", ".*")
         .replace("$__rate_interval", "1m")
         .replace("$__interval", "5s")
         .replace("$__range", "5m")
@@ -209,8 +211,8 @@ def rule_expressions() -> list[tuple[str, str, str]]:
     return found
 
 
-def variable_queries() -> list[str]:
-    """Grafana's ``label_values(metric, label)`` as the PromQL that feeds it."""
+def variable_queries() -> list[tuple[str, str]]:
+    """``(name, query)``: Grafana's ``label_values(metric, label)`` as the PromQL that feeds it."""
     dashboard = load_dashboard()
     queries = []
     for variable in dashboard.get("templating", {}).get("list", []):
@@ -221,7 +223,7 @@ def variable_queries() -> list[str]:
             text = text.get("query", "")
         match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", text.strip())
         assert match, f"variable {variable.get('name')} uses a query this test cannot run: {text!r}"
-        queries.append(f"group by ({match.group(2)}) ({substitute(match.group(1))})")
+        queries.append((variable["name"], f"group by ({match.group(2)}) ({substitute(match.group(1))})"))
     return queries
 
 
@@ -236,8 +238,9 @@ def test_every_dashboard_expression_parses_and_has_data(warmed: Stack) -> None:
         if title not in EXPECTED_EMPTY_PANELS and not has_data(warmed, substitute(expr)):
             empty.append(f"{title}: {expr}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
-    for query in variable_queries():
-        assert has_data(warmed, query), query
+    for name, query in variable_queries():
+        assert warmed.query(query)["status"] == "success", query
+        assert has_data(warmed, query), f"variable {name}: {query}"
 
 
 @needs_prometheus

@@ -31,6 +31,7 @@ def _histogram(name: str) -> set[str]:
 CONTRACT_METRICS = frozenset(
     {
         "huaweicloud_vod_up",
+        "huaweicloud_vod_target_info",
         "huaweicloud_vod_scrape_duration_seconds",
         "huaweicloud_vod_last_success_timestamp_seconds",
         "huaweicloud_vod_scrape_errors_total",
@@ -62,6 +63,9 @@ CONTRACT_METRICS = frozenset(
         # Credentials that expire (README, "Authentication").
         "huaweicloud_vod_credentials_expiry_timestamp_seconds",
         "huaweicloud_vod_credentials_renewal_failures_total",
+        # Reloads of the targets file (README, "Many projects and regions").
+        "huaweicloud_vod_config_last_reload_successful",
+        "huaweicloud_vod_config_last_reload_success_timestamp_seconds",
     }
 )
 # Series Prometheus writes itself for every scrape target.
@@ -162,20 +166,28 @@ def test_every_alert_is_unit_tested_both_firing_and_not_firing() -> None:
     assert names - silent == set(), "alerts never tested staying silent"
 
 
-def test_every_alert_has_severity_summary_description_and_runbook_entry() -> None:
-    headings = {
+def doc_anchors() -> set[str]:
+    """The anchors of the headings of the runbook page, as GitHub makes them."""
+    return {
         re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
         for line in DOCS.read_text().splitlines()
         if line.startswith("#")
     }
+
+
+def test_every_alert_has_severity_summary_description_and_an_absolute_runbook_url() -> None:
+    from mixin.config import load
+
+    base = load().runbook_base_url
+    assert base.startswith("https://") and base.endswith("/docs/dashboards-and-alerts.md")
     for rule in alerting_rules():
         name = rule["alert"]
         assert rule["labels"]["severity"] in ("critical", "warning"), name
         annotations = rule["annotations"]
         assert annotations["summary"].strip() and annotations["description"].strip(), name
         page, _, anchor = annotations["runbook_url"].partition("#")
-        assert page == "docs/dashboards-and-alerts.md", name
-        assert anchor == name.lower() and anchor in headings, f"{name}: no runbook section '# {name}'"
+        assert page == base, name
+        assert anchor == name.lower() and anchor in doc_anchors(), f"{name}: no runbook section '# {name}'"
 
 
 def test_every_expression_reads_only_contract_metrics_or_recorded_rules() -> None:
@@ -210,6 +222,29 @@ def test_objectives_are_set_once_and_nowhere_in_the_alerts() -> None:
     assert "0.99" not in alerts and "0.95" not in alerts
 
 
+def test_no_expression_names_the_scrape_job_but_through_the_configured_selector(tmp_path: Path) -> None:
+    """With another selector, every series the rules read is selected by it, and the default's job
+    name appears nowhere."""
+    from mixin import generate
+    from mixin.config import load
+
+    config = tmp_path / "config.yml"
+    default = (ROOT / "mixin" / "config.yml").read_text()
+    config.write_text(
+        default.replace("""selector: 'job="vod-exporter"'""", """selector: 'job="vod", env="prod"'""")
+    )
+    rendered = generate.render(load(config))
+    for path in (generate.RECORDING, generate.ALERTS):
+        for group in yaml.safe_load(rendered[path])["groups"]:
+            for rule in group["rules"]:
+                expr = rule["expr"]
+                assert "vod-exporter" not in expr, rule
+                raw = metric_names(expr) - recorded_names()
+                for name in raw:
+                    for match in re.finditer(rf"(?<![\w:]){re.escape(name)}(\{{[^}}]*\}})?", expr):
+                        assert 'job="vod", env="prod"' in (match.group(1) or ""), (rule, name)
+
+
 def _finished(project: str, status: str, values: str) -> dict[str, str]:
     labels = f'job="vod-exporter", instance="e:9881", project_id="{project}", status="{status}"'
     return {"series": f"huaweicloud_vod_editing_tasks_finished_total{{{labels}}}", "values": values}
@@ -225,41 +260,81 @@ def _duration(project: str, suffix: str, values: str, le: str | None = None) -> 
     }
 
 
-def test_changing_an_objective_in_its_one_place_changes_when_alerts_fire(tmp_path: Path) -> None:
-    """A 99.9% success objective makes 0.5% failures a slow burn (at 99% they are within budget);
-    a 50% latency objective makes 20% slow tasks acceptable (at 95% they are a slow burn)."""
-    recording = RECORDING_RULES.read_text()
-    recording = recording.replace("vector(0.99)", "vector(0.999)").replace("vector(0.95)", "vector(0.5)")
-    (tmp_path / "recording.yml").write_text(recording)
-    shutil.copy(ALERTING_RULES, tmp_path / "alerts.yml")
-    slow_success_burn = {
-        "exp_labels": {"severity": "warning", "slo": "task-success", "project_id": "p-half-percent"},
+def _generated_rules(tmp_path: Path, **objectives: dict[str, Any]) -> tuple[str, str]:
+    """The rule files generated from the default configuration with these objectives and a runbook
+    elsewhere, written under tmp_path."""
+    from mixin import generate
+    from mixin.config import load
+
+    raw = yaml.safe_load((ROOT / "mixin" / "config.yml").read_text())
+    raw["objectives"].update(objectives)
+    raw["runbook_base_url"] = "https://docs.example.org/vod/runbook.html"
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump(raw))
+    generate.write(load(config), tmp_path)
+    return str(tmp_path / generate.RECORDING), str(tmp_path / generate.ALERTS)
+
+
+def _slow_burn(sli: str, project: str, burn: str) -> dict[str, Any]:
+    if sli == "success":
+        description = (
+            f"Editing tasks of project {project} fail often enough to burn the task-success error budget "
+            f"at {burn} times the sustainable rate (over 1 d and 2 h above 3, or over 3 d and 6 h above 1)."
+        )
+        summary = f"VOD editing tasks of project {project} fail more than the objective allows"
+    else:
+        description = (
+            f"More editing tasks of project {project} take longer than the latency target (10 minutes "
+            "from creation to end) than the objective allows: the latency error budget burns at "
+            f"{burn} times the sustainable rate (over 1 d and 2 h above 3, or over 3 d and 6 h above 1)."
+        )
+        summary = f"VOD editing tasks of project {project} are slower than the objective allows"
+    alert = f"VodTask{sli.capitalize()}BudgetBurnSlow"
+    return {
+        "exp_labels": {"severity": "warning", "slo": f"task-{sli}", "project_id": project},
         "exp_annotations": {
-            "summary": "VOD editing tasks of project p-half-percent fail more than the objective allows",
-            "description": "Editing tasks of project p-half-percent fail often enough to burn the "
-            "task-success error budget at 5.0 times the sustainable rate "
-            "(over 1 d and 2 h above 3, or over 3 d and 6 h above 1).",
-            "runbook_url": "docs/dashboards-and-alerts.md#vodtasksuccessbudgetburnslow",
+            "summary": summary,
+            "description": description,
+            "runbook_url": f"https://docs.example.org/vod/runbook.html#{alert.lower()}",
         },
     }
+
+
+def test_per_project_objectives_change_when_alerts_fire_for_that_project_only(tmp_path: Path) -> None:
+    """With the same error ratios: 0.5% failures are a slow burn for a project held to 99.9% but
+    within budget at the default 99%; 20% slow tasks are a slow burn at the default 95% but
+    acceptable for a project held to 50%."""
+    recording, alerts = _generated_rules(
+        tmp_path,
+        success={"default": 0.99, "projects": {"p-strict": 0.999}},
+        latency={"default": 0.95, "projects": {"p-lenient": 0.5}},
+    )
     case = {
         "interval": "1m",
         "input_series": [
-            _finished("p-half-percent", "SUCCEED", "0+199x200"),
-            _finished("p-half-percent", "FAILED", "0+1x200"),
-            _duration("p-fifth-slow", "bucket", "0+8x200", le="600.0"),
-            _duration("p-fifth-slow", "count", "0+10x200"),
+            _finished("p-strict", "SUCCEED", "0+199x200"),
+            _finished("p-strict", "FAILED", "0+1x200"),
+            _finished("p-default", "SUCCEED", "0+199x200"),
+            _finished("p-default", "FAILED", "0+1x200"),
+            _duration("p-lenient", "bucket", "0+8x200", le="600.0"),
+            _duration("p-lenient", "count", "0+10x200"),
+            _duration("p-default", "bucket", "0+8x200", le="600.0"),
+            _duration("p-default", "count", "0+10x200"),
         ],
         "alert_rule_test": [
             {
                 "alertname": "VodTaskSuccessBudgetBurnSlow",
                 "eval_time": "60m",
-                "exp_alerts": [slow_success_burn],
+                "exp_alerts": [_slow_burn("success", "p-strict", "5.0")],
             },
-            {"alertname": "VodTaskLatencyBudgetBurnSlow", "eval_time": "60m", "exp_alerts": []},
+            {
+                "alertname": "VodTaskLatencyBudgetBurnSlow",
+                "eval_time": "60m",
+                "exp_alerts": [_slow_burn("latency", "p-default", "4.0")],
+            },
         ],
     }
-    unit_test = {"rule_files": ["recording.yml", "alerts.yml"], "evaluation_interval": "1m", "tests": [case]}
+    unit_test = {"rule_files": [recording, alerts], "evaluation_interval": "1m", "tests": [case]}
     test_file = tmp_path / "objectives.test.yml"
     test_file.write_text(yaml.safe_dump(unit_test))
     result = run_promtool("test", "rules", test_file)

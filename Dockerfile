@@ -33,9 +33,13 @@ FROM python:3.12-slim
 # Where the source lives is given at build time (docker build --build-arg SOURCE_URL=https://...),
 # so that forks and mirrors label their own images correctly.
 ARG SOURCE_URL=""
+# The git commit built (docker build --build-arg REVISION="$(git rev-parse HEAD)"): the exporter
+# reports it in --version and huaweicloud_vod_exporter_build_info, "unknown" when it is not given.
+ARG REVISION=""
 LABEL org.opencontainers.image.title="vod-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Huawei Cloud VOD editing tasks" \
       org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # A fixed UID/GID so that mounted credential files and Kubernetes securityContext can refer to it.
@@ -49,7 +53,8 @@ COPY --from=build /opt/venv /opt/venv
 
 ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    VOD_EXPORTER_REVISION="${REVISION}"
 
 USER 65532:65532
 WORKDIR /home/exporter

@@ -467,3 +467,15 @@ def test_dependencies_are_installed_from_the_lock_with_hashes_then_the_wheel_alo
     # bring in versions that the lock does not name.
     assert "--no-deps" in wheel and any(arg.endswith(".whl") for arg in wheel), wheel
     assert "requirements.lock" in build_stage_sources(stages)
+
+
+def test_the_revision_given_at_build_time_reaches_the_exporter(final: list[Instruction]) -> None:
+    from exporter.build import ENV_REVISION
+
+    args = {instruction.args.split("=", 1)[0] for instruction in in_stage(final, "ARG")}
+    assert "REVISION" in args, "docker build --build-arg REVISION=... has nowhere to go"
+    assert stage_env(final)[ENV_REVISION] == "${REVISION}"
+    labels: dict[str, str] = {}
+    for instruction in in_stage(final, "LABEL"):
+        labels.update(key_values(instruction.args))
+    assert labels["org.opencontainers.image.revision"] == "${REVISION}"

@@ -11,7 +11,6 @@ A sample of the exposition (one task, trimmed)::
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import (
@@ -22,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter import __version__
+from exporter.build import build_info
 from exporter.cloud.api_metrics import ApiRequestStats
 from exporter.histogram import HistogramSnapshot
 from exporter.serving.exposition import label_value
@@ -134,8 +133,8 @@ class _Families:
         p, pt = ("project_id",), ("project_id", "task_id")
         self.build_info = GaugeMetricFamily(
             "huaweicloud_vod_exporter_build_info",
-            "vod-exporter's version, always 1.",
-            labels=("version", "python_version"),
+            "vod-exporter's version and the git revision it was built from (or unknown), always 1.",
+            labels=("version", "revision", "python_version"),
         )
         self.up = _gauge("up", "1 if the last listing read every page and made sense, else 0." + shared, p)
         self.duration = _gauge("scrape_duration_seconds", "Time the last listing took.", p)
@@ -253,7 +252,8 @@ class _Families:
 
     def fill_health(self, view: StoreView, api_stats: ApiRequestStats) -> None:
         p = [view.project_id]
-        self.build_info.add_metric([__version__, platform.python_version()], 1)
+        build = build_info()
+        self.build_info.add_metric([build.version, build.revision, build.python_version], 1)
         self.up.add_metric(p, 1 if view.up else 0)
         if view.scrape_duration is not None:
             self.duration.add_metric(p, view.scrape_duration)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from exporter import __version__
 from exporter.cloud.errors import one_line
 from exporter.command_options import (
     Alias,
@@ -270,10 +269,12 @@ def start(options: dict[str, Any]) -> None:
 
 
 def known_variables() -> set[str]:
-    """Every ``VOD_EXPORTER_*`` variable something reads: any command's options, and the secrets."""
+    """Every ``VOD_EXPORTER_*`` variable something reads: any command's options, the secrets and
+    the revision."""
+    from exporter.build import ENV_REVISION
     from exporter.cloud.credentials import ENV_AUTH_TOKEN, ENV_IAM_PASSWORD
 
-    known = {ENV_AUTH_TOKEN, ENV_IAM_PASSWORD}
+    known = {ENV_AUTH_TOKEN, ENV_IAM_PASSWORD, ENV_REVISION}
     for command in cli.commands.values():
         for param in command.params:
             if isinstance(param, click.Option) and isinstance(param.envvar, str):
@@ -339,6 +340,18 @@ def load_targets(options: dict[str, Any]) -> tuple[Config, tuple[TargetSetup, ..
     return setups[0].config, setups, read
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """As Prometheus' own exporters print it: the version, then the revision, then the runtime."""
+    if not value or ctx.resilient_parsing:
+        return
+    from exporter.build import build_info
+
+    info = build_info()
+    click.echo(f"vod-exporter, version {info.version} (revision: {info.revision})")
+    click.echo(f"  python version: {info.python_version}")
+    ctx.exit()
+
+
 class _Commands(click.Group):
     """Imports ``simulate`` (the simulator is a package of its own) only when it is asked for."""
 
@@ -356,7 +369,14 @@ class _Commands(click.Group):
 @click.group(
     cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
 )
-@click.version_option(__version__, "--version", prog_name="vod-exporter")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version, the git revision and the Python, and exit.",
+)
 def cli() -> None:
     """Prometheus exporter for Huawei Cloud VOD editing tasks."""
 

@@ -440,3 +440,42 @@ def test_everything_the_build_copies_exists(stages: list[list[Instruction]]) -> 
     # A missing source fails `docker build` at the COPY.
     missing = [source for source in build_stage_sources(stages) if not (ROOT / source).exists()]
     assert not missing, f"the image cannot build: {missing} not in the repository"
+
+
+# --- the dependencies come from the lock ----------------------------------------------------------
+
+
+def pip_installs_into_the_venv(stage: list[Instruction]) -> list[list[str]]:
+    """The arguments after ``install`` of every ``pip --python /opt/venv/bin/python install``, in order."""
+    installs = []
+    for run in in_stage(stage, "RUN"):
+        for command in re.split(r"&&|;", run.args):
+            words = shlex.split(command)
+            if "pip" in words and "install" in words and f"{VENV}/bin/python" in words:
+                installs.append(words[words.index("install") + 1 :])
+    return installs
+
+
+def test_dependencies_are_installed_from_the_lock_with_hashes_then_the_wheel_alone(
+    stages: list[list[Instruction]],
+) -> None:
+    installs = pip_installs_into_the_venv(stages[0])
+    assert len(installs) == 2, f"expected the lock, then the wheel, into {VENV}: {installs}"
+    lock, wheel = installs
+    assert "--require-hashes" in lock and lock[lock.index("-r") + 1] == "requirements.lock", lock
+    # The wheel's own requirements are already met by the lock; resolving them again could
+    # bring in versions that the lock does not name.
+    assert "--no-deps" in wheel and any(arg.endswith(".whl") for arg in wheel), wheel
+    assert "requirements.lock" in build_stage_sources(stages)
+
+
+def test_the_revision_given_at_build_time_reaches_the_exporter(final: list[Instruction]) -> None:
+    from exporter.build import ENV_REVISION
+
+    args = {instruction.args.split("=", 1)[0] for instruction in in_stage(final, "ARG")}
+    assert "REVISION" in args, "docker build --build-arg REVISION=... has nowhere to go"
+    assert stage_env(final)[ENV_REVISION] == "${REVISION}"
+    labels: dict[str, str] = {}
+    for instruction in in_stage(final, "LABEL"):
+        labels.update(key_values(instruction.args))
+    assert labels["org.opencontainers.image.revision"] == "${REVISION}"

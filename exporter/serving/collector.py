@@ -11,7 +11,6 @@ A sample of the exposition (one task, trimmed)::
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,7 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter import __version__
+from exporter.build import build_info
 from exporter.cloud.api_metrics import ApiRequestStats
 from exporter.histogram import HistogramSnapshot
 from exporter.serving.exposition import label_value
@@ -165,8 +164,8 @@ class _Families:
         p, pt = ("project_id",), ("project_id", "task_id")
         self.build_info = GaugeMetricFamily(
             "huaweicloud_vod_exporter_build_info",
-            "vod-exporter's version, always 1.",
-            labels=("version", "python_version"),
+            "vod-exporter's version and the git revision it was built from (or unknown), always 1.",
+            labels=("version", "revision", "python_version"),
         )
         self.target_info = _gauge(
             "target_info", "A (region, project) this exporter lists, always 1.", ("project_id", "region")
@@ -287,7 +286,8 @@ class _Families:
 
     def fill_process(self, api_stats: ApiRequestStats) -> None:
         """The families of the process, not of one target: its build, and the API calls of all."""
-        self.build_info.add_metric([__version__, platform.python_version()], 1)
+        build = build_info()
+        self.build_info.add_metric([build.version, build.revision, build.python_version], 1)
         for (operation, code), count in sorted(api_stats.requests().items()):
             self.requests.add_metric([operation, code], count)
         for operation, histogram in sorted(api_stats.latencies().items()):

@@ -457,3 +457,69 @@ def test_cce_workload_identity_reads_a_projected_token_and_no_access_key() -> No
     # Kubernetes refuses less than 10 minutes; the kubelet renews the token at 80% of its life.
     assert 600 <= token["expirationSeconds"] <= 86400
     assert volume["projected"].get("defaultMode") == 0o400
+
+
+# --- the many-targets overlay ------------------------------------------------------------------------
+
+MANY_TARGETS = KUBERNETES / "overlays" / "many-targets"
+# The options a --config.file replaces: giving one as well is a configuration error.
+SINGLE_TARGET_OPTIONS = ("region", "project_id", "endpoint", "iam_endpoint")
+
+
+def mounted_file(deployment: dict[str, Any], documents: list[dict[str, Any]], path: Path) -> str:
+    """The text a container of ``deployment`` finds at ``path``, from the ConfigMap mounted there."""
+    pod = deployment["spec"]["template"]["spec"]
+    (mount,) = [
+        m for m in exporter_container(deployment)["volumeMounts"] if path.is_relative_to(m["mountPath"])
+    ]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    (config_map,) = [
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volume["configMap"]["name"]
+    ]
+    return str(config_map["data"][str(path.relative_to(mount["mountPath"]))])
+
+
+def test_many_targets_reads_the_targets_file_from_a_configmap() -> None:
+    from exporter.cli import cli
+
+    documents = render(MANY_TARGETS)
+    deployment = only(documents, "Deployment")
+    exporter = exporter_container(deployment)
+    env = environment(exporter)
+    path = flag(exporter, "--config.file")
+    assert path, "the overlay gives no --config.file"
+    targets = yaml.safe_load(mounted_file(deployment, documents, Path(path)))
+    assert len(targets["targets"]) > 1
+
+    # Nothing may set what the file replaces, neither as a flag nor through its variable.
+    options = {param.name: param for param in cli.commands["serve"].params}
+    for name in SINGLE_TARGET_OPTIONS:
+        option = options[name]
+        assert not any(arg.split("=")[0] in option.opts for arg in exporter["args"]), name
+        assert option.envvar not in env, option.envvar
+    assert "HUAWEICLOUD_SDK_PROJECT_ID" not in env
+
+    # Every variable an entry names is set, from a Secret.
+    named = [
+        value
+        for entry in targets.get("credentials", {}).values()
+        for key, value in entry.items()
+        if key.endswith("_env")
+    ]
+    assert named
+    for variable in named:
+        assert "secretKeyRef" in env[variable]["valueFrom"], variable
+
+
+def test_many_targets_file_is_one_the_exporter_accepts(tmp_path: Path) -> None:
+    targets = pytest.importorskip("exporter.targets", reason="--config.file is not in this version")
+    documents = render(MANY_TARGETS)
+    deployment = only(documents, "Deployment")
+    path = flag(exporter_container(deployment), "--config.file")
+    assert path
+    copy = tmp_path / Path(path).name
+    copy.write_text(mounted_file(deployment, documents, Path(path)))
+    loaded = targets.load_targets(copy)
+    assert len(loaded.targets) == len(yaml.safe_load(copy.read_text())["targets"])

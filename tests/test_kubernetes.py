@@ -523,3 +523,28 @@ def test_many_targets_file_is_one_the_exporter_accepts(tmp_path: Path) -> None:
     copy.write_text(mounted_file(deployment, documents, Path(path)))
     loaded = targets.load_targets(copy)
     assert len(loaded.targets) == len(yaml.safe_load(copy.read_text())["targets"])
+
+
+def test_cce_workload_identity_is_one_the_exporter_accepts(tmp_path: Path) -> None:
+    import click
+
+    from exporter.cli import cli
+    from exporter.cloud.credentials import resolve_credentials
+
+    (auth_method,) = [param for param in cli.commands["serve"].params if param.name == "auth_method"]
+    assert isinstance(auth_method.type, click.Choice)
+    if "oidc" not in auth_method.type.choices:
+        pytest.skip("--auth.method oidc (CCE workload identity) is not in this version")
+    exporter = exporter_container(
+        only(render(KUBERNETES / "overlays" / "cce-workload-identity"), "Deployment")
+    )
+    assert flag(exporter, "--auth.method") == "oidc"
+    env = {name: variable["value"] for name, variable in environment(exporter).items() if "value" in variable}
+    # The token the kubelet would have projected, here.
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl\n")
+    token.chmod(0o400)
+    env["HUAWEICLOUD_SDK_ID_TOKEN_FILE"] = str(token)
+    credentials = resolve_credentials("oidc", env, home=tmp_path)
+    assert credentials.idp_id == env["HUAWEICLOUD_SDK_IDP_ID"]
+    assert credentials.project_id == env["HUAWEICLOUD_SDK_PROJECT_ID"]

@@ -10,11 +10,13 @@ import yaml
 
 from mixin import dashboard, rules
 from mixin.config import MixinConfig
+from tools import prometheusrule
 
 RECORDING = Path("prometheus/rules/vod-exporter-recording.yml")
 ALERTS = Path("prometheus/rules/vod-exporter-alerts.yml")
 IMPORTABLE_DASHBOARD = Path("grafana/dashboards/vod-exporter.json")
 PROVISIONED_DASHBOARD = Path("grafana/provisioning/dashboards/vod-exporter.json")
+PROMETHEUS_RULE = prometheusrule.OUTPUT.relative_to(prometheusrule.ROOT)
 # The data source grafana/provisioning/datasources/prometheus.yml provisions.
 PROVISIONED_DATASOURCE = ("prometheus", "Prometheus")
 
@@ -46,11 +48,14 @@ def _json(document: dict[str, Any]) -> str:
 
 def render(config: MixinConfig) -> dict[Path, str]:
     """Every generated file: its path in the repository, and its text."""
+    recording, alerting = rules.recording_groups(config), rules.alerting_groups(config)
     return {
-        RECORDING: _yaml(rules.RECORDING_HEADER, rules.recording_groups(config)),
-        ALERTS: _yaml(rules.ALERTS_HEADER, rules.alerting_groups(config)),
+        RECORDING: _yaml(rules.RECORDING_HEADER, recording),
+        ALERTS: _yaml(rules.ALERTS_HEADER, alerting),
         IMPORTABLE_DASHBOARD: _json(dashboard.importable(config)),
         PROVISIONED_DASHBOARD: _json(dashboard.provisioned(config, *PROVISIONED_DATASOURCE)),
+        # The Prometheus Operator's copy of the same groups, in the order of the rule files' names.
+        PROMETHEUS_RULE: prometheusrule.render(prometheusrule.prometheus_rule([*alerting, *recording])),
     }
 
 

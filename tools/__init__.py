@@ -1,0 +1,1 @@
+"""Tools that write generated files of the repository from their sources."""

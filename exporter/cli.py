@@ -220,6 +220,12 @@ web_options = compose(
     option(
         "--web.telemetry-path", "telemetry_path", default=_WEB.telemetry_path, help="Path of the metrics."
     ),
+    option(
+        "--web.config.file",
+        "web_config_file",
+        type=click.Path(path_type=Path),
+        help="TLS, basic auth and headers, in exporter-toolkit's web config format (as node_exporter).",
+    ),
 )
 
 
@@ -294,12 +300,21 @@ def serve(**options: Any) -> None:
     start(options)
     config, credentials = load(options)
     from exporter.app import Exporter
+    from exporter.serving.basic_auth import BasicAuth
     from exporter.serving.server import HttpServer
+    from exporter.serving.web_config import WebConfig, load_web_config
 
+    web_config_file: Path | None = options["web_config_file"]
+    web = load_web_config(web_config_file) if web_config_file else WebConfig()
     exporter = Exporter(config, credentials)
     app = exporter.wsgi_app()
     try:
-        server = HttpServer(app, config.web.host, config.web.port)
+        server = HttpServer(
+            BasicAuth(app, web.users, web.headers), config.web.host, config.web.port, tls=web.tls
+        )
+    except ConfigError:  # the certificate and key, loaded as the server starts
+        exporter.close()
+        raise
     except OSError as error:
         exporter.close()
         raise ConfigError(
@@ -307,10 +322,12 @@ def serve(**options: Any) -> None:
         ) from None
     server.start()
     log.info(
-        "serving metrics on http://%s:%d%s for project %s (%s)",
+        "serving metrics on %s://%s:%d%s%s for project %s (%s)",
+        "https" if web.tls else "http",
         config.web.host or "0.0.0.0",
         server.port,
         config.web.telemetry_path,
+        " with basic auth" if web.users else "",
         config.api.project_id,
         config.api.endpoint,
     )

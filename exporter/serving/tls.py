@@ -128,21 +128,30 @@ class _Pipe(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.other: _Pipe | None = None
         self.closed = asyncio.get_running_loop().create_future()
+        # What arrived before the other side existed: reading is paused then, but a TLS transport
+        # may still hand over what came with the end of the handshake (Python 3.10 does).
+        self._early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        # Nothing is read until the other side exists.
+        # Nothing more is read until the other side exists.
         transport.pause_reading()
 
     def join(self, other: _Pipe) -> None:
         self.other = other
+        if other.transport is not None:
+            for data in self._early:
+                other.transport.write(data)
+        self._early.clear()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.other is not None and self.other.transport is not None:
             self.other.transport.write(data)
+        else:
+            self._early.append(data)
 
     def eof_received(self) -> bool | None:
         # HTTP needs no half-closed connections, and TLS transports cannot do them.
@@ -253,6 +262,9 @@ class TlsFront:
                 log.warning("cannot accept a connection: %s", error.strerror or error)
                 await asyncio.sleep(0.1)
                 continue
+            # asyncio sets this only on sockets whose proto says TCP, which an accepted one does not:
+            # without it, the body after the headers waits for a delayed ACK (40 ms) each answer.
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = loop.create_task(self._serve(client))
             self._serving.add(task)
             task.add_done_callback(self._served)

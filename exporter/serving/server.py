@@ -61,13 +61,12 @@ class ServerLimits:
 DEFAULT_LIMITS = ServerLimits()
 
 
-def connection_limit(wanted: int, descriptors_each: int = 1) -> int:
-    """``wanted``, or fewer when the soft descriptor limit would not allow that many connections
-    of ``descriptors_each`` descriptors."""
+def connection_limit(wanted: int) -> int:
+    """``wanted``, or fewer when the soft descriptor limit would not allow that many."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, (soft - RESERVED_DESCRIPTORS) // descriptors_each))
+    return max(1, min(wanted, soft - RESERVED_DESCRIPTORS))
 
 
 class HttpServer:
@@ -90,11 +89,15 @@ class HttpServer:
             where = {"host": host or "0.0.0.0", "port": port}
             connections = connection_limit(limits.max_connections)
         else:
-            connections = connection_limit(limits.max_connections, DESCRIPTORS_PER_CONNECTION)
+            # A TLS connection holds one descriptor during its handshake, three once it reaches
+            # waitress: the front counts descriptors, and waitress sees only the piped ones.
+            descriptors = connection_limit(limits.max_connections * DESCRIPTORS_PER_CONNECTION)
+            connections = max(1, descriptors // DESCRIPTORS_PER_CONNECTION)
             # Loaded before anything is opened: a bad certificate is a ConfigError, and nothing leaks.
             contexts = ReloadingContext(tls)
             # Bound first, so that a port in use fails before anything else is made.
-            listener = socket.create_server((host or "0.0.0.0", port), backlog=limits.backlog)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            listener = socket.create_server((host or "0.0.0.0", port), family=family, backlog=limits.backlog)
             try:
                 # Mode 0700: only this user reaches waitress without going through TLS.
                 self._private_dir = tempfile.mkdtemp(prefix="vod-exporter-")
@@ -108,23 +111,27 @@ class HttpServer:
                 backend,
                 contexts,
                 handshake_timeout=limits.timeout,
-                max_connections=connections,
+                max_descriptors=descriptors,
                 allowed_sans=tls.allowed_sans,
             )
-        self._server = waitress.create_server(
-            app,
-            map=self._map,
-            **where,
-            ident="vod-exporter",
-            threads=limits.workers,
-            backlog=limits.backlog,
-            connection_limit=connections,
-            channel_timeout=limits.timeout,
-            # How often idle connections are looked for: a silent one lives at most a second longer.
-            cleanup_interval=1,
-            # poll() has no limit on descriptor numbers, unlike select()'s 1,024.
-            asyncore_use_poll=True,
-        )
+        try:
+            self._server = waitress.create_server(
+                app,
+                map=self._map,
+                **where,
+                ident="vod-exporter",
+                threads=limits.workers,
+                backlog=limits.backlog,
+                connection_limit=connections,
+                channel_timeout=limits.timeout,
+                # How often idle connections are looked for: a silent one lives at most a second longer.
+                cleanup_interval=1,
+                # poll() has no limit on descriptor numbers, unlike select()'s 1,024.
+                asyncore_use_poll=True,
+            )
+        except OSError:
+            self._close_front()
+            raise
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
 
     @property
@@ -152,5 +159,11 @@ class HttpServer:
         for channel in list(self._map.values()):
             channel.close()
         self._thread.join(self._limits.shutdown_timeout)
+        self._close_front()
+
+    def _close_front(self) -> None:
+        """The TLS front's listening socket and the private directory of the socket behind it."""
+        if self._front is not None:
+            self._front.close()
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)

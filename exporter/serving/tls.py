@@ -8,8 +8,10 @@ user can reach waitress around TLS). Each bound holds:
 
 - a client silent before or during the handshake is dropped after the server's timeout
   (``ssl_handshake_timeout``); after it, waitress' own read and idle timeouts close the pipe;
-- at most ``max_connections`` pipes: beyond that the front stops accepting, and new connections
-  wait in the backlog, as waitress does; a pipe holds three descriptors, counted in that cap;
+- at most ``max_descriptors`` descriptors: a connection holds one during its handshake and three
+  once piped (its own, and both ends of the Unix socket); at the limit the front stops accepting
+  and new connections wait in the backlog, as waitress does, and a finished handshake waits for
+  its two more;
 - flow control: a side that cannot keep up pauses reading on the other, so nothing buffers
   without bound.
 
@@ -192,7 +194,7 @@ class TlsFront:
         contexts: ReloadingContext,
         *,
         handshake_timeout: float,
-        max_connections: int,
+        max_descriptors: int,
         allowed_sans: tuple[str, ...] = (),
     ) -> None:
         listener.setblocking(False)
@@ -200,7 +202,7 @@ class TlsFront:
         self._backend = backend
         self._contexts = contexts
         self._handshake_timeout = handshake_timeout
-        self._max_connections = max_connections
+        self._max_descriptors = max_descriptors
         self._allowed_sans = set(allowed_sans)
         self._loop = asyncio.new_event_loop()
         self._pipes: set[_Pipe] = set()
@@ -224,9 +226,13 @@ class TlsFront:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
-            self._listener.close()
-            if not self._thread.is_alive():
-                self._loop.close()
+            self.close()
+
+    def close(self) -> None:
+        """The listening socket, and the loop once it no longer runs."""
+        self._listener.close()
+        if not self._loop.is_running() and not self._loop.is_closed():
+            self._loop.close()
 
     async def _start(self) -> None:
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
@@ -249,34 +255,43 @@ class TlsFront:
 
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
-        slots = asyncio.Semaphore(self._max_connections)
+        descriptors = asyncio.Semaphore(self._max_descriptors)
         while True:
-            # At the cap, stop accepting: new connections wait in the backlog.
-            await slots.acquire()
+            # At the limit, stop accepting: new connections wait in the backlog.
+            await descriptors.acquire()
             try:
                 client, _ = await loop.sock_accept(self._listener)
             except OSError as error:
-                slots.release()
+                descriptors.release()
                 # Out of descriptors despite the cap (something else holds them): let some close
                 # rather than spin on accept().
                 log.warning("cannot accept a connection: %s", error.strerror or error)
                 await asyncio.sleep(0.1)
                 continue
-            # asyncio sets this only on sockets whose proto says TCP, which an accepted one does not:
-            # without it, the body after the headers waits for a delayed ACK (40 ms) each answer.
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = loop.create_task(self._serve(client))
+            task = loop.create_task(self._serve(client, descriptors))
             self._serving.add(task)
             task.add_done_callback(self._served)
-            task.add_done_callback(lambda _: slots.release())
 
     def _served(self, task: asyncio.Task[None]) -> None:
         self._serving.discard(task)
         self._piping.discard(task)
 
-    async def _serve(self, client: socket.socket) -> None:
+    async def _serve(self, client: socket.socket, descriptors: asyncio.Semaphore) -> None:
+        """One connection, which holds one of ``descriptors``; it takes two more to be piped."""
+        held = 1
+        try:
+            held = await self._handshake_and_pipe(client, descriptors)
+        finally:
+            for _ in range(held):
+                descriptors.release()
+
+    async def _handshake_and_pipe(self, client: socket.socket, descriptors: asyncio.Semaphore) -> int:
+        """How many of ``descriptors`` the connection held, once it is over."""
         loop = asyncio.get_running_loop()
         try:
+            # asyncio sets this only on sockets whose proto says TCP, which an accepted one does
+            # not: without it, the body after the headers waits for a delayed ACK (40 ms) each answer.
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport, front = await loop.connect_accepted_socket(
                 _Pipe,
                 client,
@@ -288,27 +303,36 @@ class TlsFront:
             # more than a debug line each, since anyone can cause them.
             log.debug("TLS handshake failed: %s", error)
             client.close()
-            return
+            return 1
         if self._allowed_sans and not self._allowed(transport.get_extra_info("peercert")):
             log.warning("refused a client certificate whose SANs are not in client_allowed_sans")
             transport.close()
-            return
+            return 1
         self._pipes.add(front)
         task = asyncio.current_task()
         if task is not None:
             self._piping.add(task)
+        held = 1
         try:
+            for _ in range(DESCRIPTORS_PER_CONNECTION - 1):
+                await descriptors.acquire()
+                held += 1
             try:
                 _, back = await loop.create_unix_connection(_Pipe, self._backend)
             except OSError as error:
                 log.warning("cannot reach the HTTP server behind TLS: %s", error.strerror or error)
                 transport.close()
-                return
+                return held
             front.join(back)
             back.join(front)
+            if front.closed.done():  # the client left while waitress was being reached
+                back.close()
             await asyncio.gather(front.closed, back.closed)
         finally:
             self._pipes.discard(front)
+            if held < DESCRIPTORS_PER_CONNECTION:  # cancelled while waiting for descriptors
+                transport.close()
+        return held
 
     def _allowed(self, certificate: object) -> bool:
         names = certificate.get("subjectAltName", ()) if isinstance(certificate, dict) else ()

@@ -25,6 +25,7 @@ from exporter.serving.tls import _Pipe
 from exporter.serving.web import WebApp
 from exporter.serving.web_config import TlsSettings
 from tests.certificates import Pair, Pki, make_pki, make_server_cert
+from tests.conftest import exporter_command, free_port, terminate, wait_for
 
 PASSWORD = "correct horse battery staple"
 USERS = {"prometheus": bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}
@@ -231,3 +232,39 @@ def test_a_request_that_came_with_the_handshake_is_passed_on() -> None:
         return back_transport.written
 
     assert asyncio.run(scenario()) == [b"GET /metrics HTTP/1.1\r\n", b"Host: localhost\r\n\r\n"]
+
+
+def test_serve_with_a_web_config_file(pki: Pki, tmp_path: Path) -> None:
+    """The command wired together: ``serve --web.config.file`` answers over TLS with basic auth,
+    says so in its log, and never logs the password."""
+    (tmp_path / "web.yml").write_text(
+        f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n"
+        f"basic_auth_users:\n  prometheus: {USERS['prometheus']}\n"
+    )
+    port = free_port()
+    args = [
+        "serve",
+        "--region=cn-north-4",
+        "--project-id=0123456789abcdef0123456789abcdef",
+        # Never called: /-/healthy lists nothing.
+        f"--endpoint=http://127.0.0.1:{free_port()}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.config.file={tmp_path / 'web.yml'}",
+    ]
+    env = {"HUAWEICLOUD_SDK_AK": "AKEXAMPLE", "HUAWEICLOUD_SDK_SK": "very-secret-sk", "HOME": str(tmp_path)}
+    url = f"https://127.0.0.1:{port}/-/healthy"
+    with exporter_command(args, env) as process, client(pki) as http:
+
+        def answered() -> int:
+            try:
+                return http.get(url, auth=("prometheus", PASSWORD)).status_code
+            except httpx.TransportError:
+                return 0
+
+        assert wait_for("the exporter to answer over TLS", answered, 30, 0.05) == 200
+        assert http.get(url, auth=("prometheus", "not-it")).status_code == 401
+        out, err = terminate(process)
+    assert process.returncode == 0, err
+    assert f"serving metrics on https://127.0.0.1:{port}/metrics with basic auth" in err
+    assert "basic auth failed for user 'prometheus'" in err
+    assert PASSWORD not in out + err and "not-it" not in out + err

@@ -12,28 +12,40 @@ scenario gives up after a fixed time:
 - ``no-version``: a request line without an HTTP version; answered, closed, or left hanging;
 - ``fd-limit``: the server's ``RLIMIT_NOFILE`` lowered to 128 and 200 silent connections opened;
   how long ``/-/healthy`` then takes, and the server's CPU time meanwhile (a spinning accept loop
-  shows here).
+  shows here);
+- ``sequential``: 200 requests for ``/-/healthy`` one after another, each on a new connection: what
+  a connection costs (for TLS, a full handshake), in time and in the server's CPU.
+
+``exporter-tls`` is the exporter's server with ``--web.config.file``: TLS (an EC P-256 certificate
+made for the run by ``openssl``) and basic auth (a bcrypt hash of cost 10). Its clients speak TLS
+and send the password, except the silent ones, which send nothing at all (not even a handshake);
+``silent-tls`` adds connections that finish the handshake and then say nothing.
 
 Run from the repository root (about 3 minutes on 2 cores):
 
     python -m benchmarks.http_server                       # every candidate
-    python -m benchmarks.http_server --candidates exporter --json out.json
+    python -m benchmarks.http_server --candidates exporter,exporter-tls --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import resource
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks.measured_process import child_environment
@@ -50,7 +62,9 @@ FD_LIMIT_CONNECTIONS = 200
 FD_LIMIT_WAIT = 40.0
 NO_VERSION_WAIT = 20.0
 SERIES = 1000
-CANDIDATES = ("wsgiref", "cheroot", "waitress", "exporter")
+SEQUENTIAL = 200
+CANDIDATES = ("wsgiref", "cheroot", "waitress", "exporter", "exporter-tls")
+USER, PASSWORD = "prometheus", "benchmark-password"
 
 
 # ---- the server side: one candidate in this process, until stdin closes ----
@@ -66,7 +80,7 @@ def _app() -> Any:
     gauge = Gauge("bench_series", "A labelled gauge.", ["task_id"], registry=registry)
     for index in range(SERIES):
         gauge.labels(f"task-{index:06d}").set(index)
-    return WebApp(lambda _deadline: True, registry, registry, WebSettings(), ScrapeSettings())
+    return WebApp(lambda _deadline: True, registry, WebSettings(), ScrapeSettings())
 
 
 def _serve_wsgiref(app: Any) -> tuple[int, Callable[[], None]]:
@@ -113,6 +127,20 @@ def _serve_exporter(app: Any) -> tuple[int, Callable[[], None]]:
     return server.port, server.stop
 
 
+def _serve_exporter_tls(app: Any, certificates: Path) -> tuple[int, Callable[[], None]]:
+    import bcrypt
+
+    from exporter.serving.basic_auth import BasicAuth
+    from exporter.serving.server import HttpServer
+    from exporter.serving.web_config import TlsSettings
+
+    users = {USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(10)).decode()}
+    tls = TlsSettings(cert_file=certificates / "server.crt", key_file=certificates / "server.key")
+    server = HttpServer(BasicAuth(app, users, {}), HOST, 0, tls=tls)
+    server.start()
+    return server.port, server.stop
+
+
 SERVERS = {
     "wsgiref": _serve_wsgiref,
     "cheroot": _serve_cheroot,
@@ -121,10 +149,14 @@ SERVERS = {
 }
 
 
-def serve(candidate: str, nofile: int | None) -> None:
+def serve(candidate: str, nofile: int | None, certificates: Path | None) -> None:
     if nofile:
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-    port, stop = SERVERS[candidate](_app())
+    if candidate == "exporter-tls":
+        assert certificates is not None
+        port, stop = _serve_exporter_tls(_app(), certificates)
+    else:
+        port, stop = SERVERS[candidate](_app())
     print(port, flush=True)
     sys.stdin.read()  # until the harness closes our stdin
     stop()
@@ -133,12 +165,39 @@ def serve(candidate: str, nofile: int | None) -> None:
 # ---- the client side ----
 
 
+@dataclass(frozen=True)
+class Client:
+    """How clients talk to a candidate: plain, or TLS with the run's CA and the password."""
+
+    certificates: Path | None = None
+
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        if self.certificates is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.certificates / "ca.crt"))
+
+    @property
+    def authorization(self) -> str:
+        if self.certificates is None:
+            return ""
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        return f"Authorization: Basic {token}\r\n"
+
+
+PLAIN = Client()
+
+
 @contextmanager
-def server_process(candidate: str, nofile: int | None = None) -> Iterator[tuple[int, int]]:
+def server_process(
+    candidate: str, nofile: int | None = None, client: Client = PLAIN
+) -> Iterator[tuple[int, int]]:
     """(port, pid) of the candidate serving in a child process; stopped on the way out."""
     args = [sys.executable, "-m", "benchmarks.http_server", "--serve", candidate]
     if nofile:
         args += ["--nofile", str(nofile)]
+    if client.certificates is not None:
+        args += ["--certificates", str(client.certificates)]
     process = subprocess.Popen(
         args,
         env=child_environment({}),
@@ -167,13 +226,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def get(port: int, path: str, wait: float, request: bytes | None = None) -> tuple[str, float]:
+def get(
+    port: int, path: str, wait: float, request: bytes | None = None, client: Client = PLAIN
+) -> tuple[str, float]:
     """(outcome, seconds): the status line's code, ``closed`` without an answer, or ``none``."""
     start = time.monotonic()
-    request = request or f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
+    request = request or (
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{client.authorization}Connection: close\r\n\r\n".encode()
+    )
+    tls = client.tls
     try:
-        with socket.create_connection((HOST, port), timeout=wait) as sock:
-            sock.settimeout(max(wait - (time.monotonic() - start), 0.01))
+        with socket.create_connection((HOST, port), timeout=wait) as raw:
+            raw.settimeout(max(wait - (time.monotonic() - start), 0.01))
+            sock = tls.wrap_socket(raw, server_hostname=HOST) if tls is not None else raw
             sock.sendall(request)
             data = b""
             while True:
@@ -192,18 +257,18 @@ def get(port: int, path: str, wait: float, request: bytes | None = None) -> tupl
     return (parts[1].decode() if len(parts) > 1 and parts[0].startswith(b"HTTP/") else "other"), elapsed
 
 
-def burst(port: int, path: str) -> dict[str, Any]:
+def burst(port: int, path: str, client: Client = PLAIN) -> dict[str, Any]:
     results: list[tuple[str, float]] = []
     lock = threading.Lock()
     barrier = threading.Barrier(BURST_CLIENTS)
 
-    def client() -> None:
+    def one() -> None:
         barrier.wait()
-        result = get(port, path, BURST_WAIT)
+        result = get(port, path, BURST_WAIT, client=client)
         with lock:
             results.append(result)
 
-    threads = [threading.Thread(target=client) for _ in range(BURST_CLIENTS)]
+    threads = [threading.Thread(target=one) for _ in range(BURST_CLIENTS)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -250,11 +315,13 @@ def closed_by_server(sockets: Sequence[socket.socket], wait: float) -> float | N
     return time.monotonic() - start
 
 
-def silent(port: int) -> dict[str, Any]:
+def silent(port: int, client: Client = PLAIN, handshaken: bool = False) -> dict[str, Any]:
     sockets = open_silent(port, SILENT_CONNECTIONS)
+    if handshaken:
+        sockets = handshake(sockets, client)
     start = time.monotonic()
     try:
-        outcome, seconds = get(port, "/-/healthy", SILENT_WAIT)
+        outcome, seconds = get(port, "/-/healthy", SILENT_WAIT, client=client)
         remaining = TIMEOUT + 10 - (time.monotonic() - start)
         all_closed = closed_by_server(sockets, max(remaining, 1.0))
     finally:
@@ -268,20 +335,55 @@ def silent(port: int) -> dict[str, Any]:
     }
 
 
-def no_version(port: int) -> dict[str, Any]:
-    outcome, seconds = get(port, "", NO_VERSION_WAIT, request=b"GET /-/healthy\r\n")
+def handshake(sockets: Sequence[socket.socket], client: Client) -> list[socket.socket]:
+    """The same connections after a finished TLS handshake (those whose handshake failed dropped)."""
+    tls = client.tls
+    assert tls is not None
+    done: list[socket.socket] = []
+    for sock in sockets:
+        sock.settimeout(5.0)
+        try:
+            done.append(tls.wrap_socket(sock, server_hostname=HOST))
+        except OSError:
+            sock.close()
+    return done
+
+
+def no_version(port: int, client: Client = PLAIN) -> dict[str, Any]:
+    outcome, seconds = get(port, "", NO_VERSION_WAIT, request=b"GET /-/healthy\r\n", client=client)
     return {"outcome": outcome, "seconds": seconds}
 
 
-def fd_limit(candidate: str) -> dict[str, Any]:
-    with server_process(candidate, nofile=LOW_NOFILE) as (port, pid):
+def sequential(port: int, pid: int, client: Client = PLAIN) -> dict[str, Any]:
+    """``SEQUENTIAL`` requests one after another, a new connection each."""
+    cpu_before = cpu_seconds(pid)
+    times, failed = [], 0
+    for _ in range(SEQUENTIAL):
+        outcome, seconds = get(port, "/-/healthy", 10.0, client=client)
+        if outcome == "200":
+            times.append(seconds)
+        else:
+            failed += 1
+    cpu = cpu_seconds(pid) - cpu_before
+    times.sort()
+    return {
+        "requests": SEQUENTIAL,
+        "failed": failed,
+        "median_ms": statistics.median(times) * 1000 if times else None,
+        "p99_ms": times[int(len(times) * 0.99) - 1] * 1000 if times else None,
+        "server_cpu_ms_per_request": cpu * 1000 / SEQUENTIAL,
+    }
+
+
+def fd_limit(candidate: str, client: Client = PLAIN) -> dict[str, Any]:
+    with server_process(candidate, nofile=LOW_NOFILE, client=client) as (port, pid):
         sockets = open_silent(port, FD_LIMIT_CONNECTIONS)
         try:
             cpu_before, start = cpu_seconds(pid), time.monotonic()
-            outcome, seconds = get(port, "/-/healthy", FD_LIMIT_WAIT)
+            outcome, seconds = get(port, "/-/healthy", FD_LIMIT_WAIT, client=client)
             cpu = cpu_seconds(pid) - cpu_before
             wall = time.monotonic() - start
-            metrics, metrics_seconds = get(port, "/metrics", FD_LIMIT_WAIT)
+            metrics, metrics_seconds = get(port, "/metrics", FD_LIMIT_WAIT, client=client)
         finally:
             for sock in sockets:
                 sock.close()
@@ -296,14 +398,17 @@ def fd_limit(candidate: str) -> dict[str, Any]:
     }
 
 
-def measure(candidate: str) -> dict[str, Any]:
+def measure(candidate: str, client: Client = PLAIN) -> dict[str, Any]:
     result: dict[str, Any] = {"candidate": candidate}
-    with server_process(candidate) as (port, _pid):
-        result["burst_healthy"] = burst(port, "/-/healthy")
-        result["burst_metrics"] = burst(port, "/metrics")
-        result["no_version"] = no_version(port)
-        result["silent"] = silent(port)
-    result["fd_limit"] = fd_limit(candidate)
+    with server_process(candidate, client=client) as (port, pid):
+        result["burst_healthy"] = burst(port, "/-/healthy", client)
+        result["burst_metrics"] = burst(port, "/metrics", client)
+        result["no_version"] = no_version(port, client)
+        result["silent"] = silent(port, client)
+        if client.certificates is not None:
+            result["silent_tls"] = silent(port, client, handshaken=True)
+        result["sequential"] = sequential(port, pid, client)
+    result["fd_limit"] = fd_limit(candidate, client)
     return result
 
 
@@ -331,6 +436,24 @@ def table(results: Sequence[dict[str, Any]]) -> str:
             f"{_seconds(s['silent_closed_after_seconds'])} "
             f"| {f['healthy']} after {f['healthy_seconds']:.2f}, {f['server_cpu_share']:.0%} |"
         )
+    lines += [
+        "",
+        "| candidate | sequential: failed, median ms, p99 ms, server CPU ms per request "
+        "| silent after a handshake: /-/healthy, s, all closed after s |",
+        "|---|---|---|",
+    ]
+    for r in results:
+        q = r["sequential"]
+        t = r.get("silent_tls")
+        after = (
+            f"{t['healthy']} after {t['healthy_seconds']:.2f}, {_seconds(t['silent_closed_after_seconds'])}"
+            if t
+            else "-"
+        )
+        lines.append(
+            f"| {r['candidate']} | {q['failed']}/{q['requests']}, {_seconds(q['median_ms'])}, "
+            f"{_seconds(q['p99_ms'])}, {q['server_cpu_ms_per_request']:.2f} | {after} |"
+        )
     return "\n".join(lines)
 
 
@@ -344,17 +467,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--serve", choices=CANDIDATES, help=argparse.SUPPRESS)
     parser.add_argument("--nofile", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--certificates", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.nofile)
+        serve(args.serve, args.nofile, args.certificates)
         return
     # The clients need more descriptors than the server under test is given.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
     results = []
-    for candidate in args.candidates.split(","):
-        print(f"measuring {candidate}...", file=sys.stderr, flush=True)
-        results.append(measure(candidate))
+    with tempfile.TemporaryDirectory() as directory:
+        for candidate in args.candidates.split(","):
+            print(f"measuring {candidate}...", file=sys.stderr, flush=True)
+            client = PLAIN
+            if candidate == "exporter-tls":
+                # The tests' certificates: a CA and a server certificate for 127.0.0.1.
+                from tests.certificates import make_pki
+
+                make_pki(Path(directory))
+                client = Client(Path(directory))
+            results.append(measure(candidate, client))
     print(table(results))
     if args.json:
         with open(args.json, "w") as out:

@@ -255,6 +255,12 @@ web_options = compose(
         show_default="off",
         help="Reload --config.file on POST /-/reload (it answers 403 otherwise).",
     ),
+    option(
+        "--web.config.file",
+        "web_config_file",
+        type=click.Path(path_type=Path),
+        help="TLS, basic auth and headers, in exporter-toolkit's web config format (as node_exporter).",
+    ),
 )
 
 
@@ -390,8 +396,12 @@ def serve(**options: Any) -> None:
     config, setups, read_again = load_targets(options)
     from exporter.app import Exporter
     from exporter.reload import Reloader
+    from exporter.serving.basic_auth import BasicAuth
     from exporter.serving.server import HttpServer
+    from exporter.serving.web_config import WebConfig, load_web_config
 
+    web_config_file: Path | None = options["web_config_file"]
+    web = load_web_config(web_config_file) if web_config_file else WebConfig()
     exporter = Exporter(config, targets=setups)
     reloader = None
     if read_again is not None:
@@ -402,7 +412,12 @@ def serve(**options: Any) -> None:
         reload = reloader.reload if reloader is not None else _nothing_to_reload
     app = exporter.wsgi_app(reload=reload)
     try:
-        server = HttpServer(app, config.web.host, config.web.port)
+        server = HttpServer(
+            BasicAuth(app, web.users, web.headers), config.web.host, config.web.port, tls=web.tls
+        )
+    except ConfigError:  # the certificate and key, loaded as the server starts
+        exporter.close()
+        raise
     except OSError as error:
         exporter.close()
         raise ConfigError(
@@ -410,10 +425,12 @@ def serve(**options: Any) -> None:
         ) from None
     server.start()
     log.info(
-        "serving metrics on http://%s:%d%s for %s",
+        "serving metrics on %s://%s:%d%s%s for %s",
+        "https" if web.tls else "http",
         config.web.host or "0.0.0.0",
         server.port,
         config.web.telemetry_path,
+        " with basic auth" if web.users else "",
         ", ".join(f"project {t.project_id} ({t.setup.config.api.endpoint})" for t in exporter.targets),
     )
     wait_for_termination(on_hangup=reloader.reload if reloader is not None else None)

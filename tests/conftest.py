@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -144,3 +149,29 @@ def no_real_metadata_service(monkeypatch: pytest.MonkeyPatch, closed_port: int) 
     endpoint = f"http://127.0.0.1:{closed_port}"
     monkeypatch.setenv(METADATA_ENDPOINT_VARIABLE, endpoint)
     return endpoint
+
+
+@contextmanager
+def exporter_command(
+    args: Sequence[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """``vod-exporter ARGS`` as a process with its output piped; killed on the way out if it still runs."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def terminate(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM, as a service manager stops it; its stdout and stderr once it has exited."""
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=20)

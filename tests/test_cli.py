@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,18 @@ from exporter.config import (
     format_duration,
     parse_duration,
 )
-from tests.conftest import ENDPOINT, PROJECT, TASKS_URL, body, error_body, free_port, record, wait_for
+from tests.conftest import (
+    ENDPOINT,
+    PROJECT,
+    TASKS_URL,
+    body,
+    error_body,
+    exporter_command,
+    free_port,
+    record,
+    terminate,
+    wait_for,
+)
 
 BASE = ["--region", "cn-north-4", "--project-id", PROJECT]
 
@@ -418,28 +428,9 @@ def test_log_level_warning_is_accepted_as_warn(capsys: pytest.CaptureFixture[str
 
 def test_demo_banner_is_json_lines_with_log_format_json() -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "demo",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.format=json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
+    with exporter_command(["demo", f"--web.listen-address=127.0.0.1:{port}", "--log.format=json"]) as process:
         wait_for("the demo to be ready", lambda: _ready(port), 30, 0.05)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        out, err = terminate(process)
     assert process.returncode == 0, err
     lines = [line for line in (out + err).splitlines() if line.strip()]
     messages = [json.loads(line)["msg"] for line in lines]  # every line is JSON

@@ -14,10 +14,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import httpx
 import pytest
 import yaml
@@ -25,9 +27,12 @@ import yaml
 from exporter.app import Exporter
 from exporter.cloud.credentials import AkSkCredentials
 from exporter.config import ApiSettings, Config, ScrapeSettings, WebSettings
+from exporter.serving.basic_auth import BasicAuth
 from exporter.serving.server import HttpServer
+from exporter.serving.web_config import load_web_config
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
+from tests.certificates import make_pki
 from tests.conftest import free_port, wait_for
 from tests.test_dashboard import dashboard_expressions, load_dashboard
 from tests.test_rules import ALERTING_RULES, RECORDING_RULES, all_rules
@@ -119,6 +124,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             }
         ],
     }
+    with run_prometheus(workdir, prometheus_config) as prometheus_url:
+        yield Stack(simulator, exporter, f"http://127.0.0.1:{server.port}", prometheus_url, clock)
+    server.stop()
+    exporter.close()
+    simulator.stop()
+
+
+@contextmanager
+def run_prometheus(workdir: Path, prometheus_config: dict[str, Any]) -> Iterator[str]:
+    """A Prometheus server with this configuration, on a free loopback port; its URL."""
+    assert PROMETHEUS is not None
+    workdir.mkdir(exist_ok=True)
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config))
     port = free_port()
     log = (workdir / "prometheus.log").open("w")
@@ -132,9 +149,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    running = Stack(simulator, exporter, f"http://127.0.0.1:{server.port}", f"http://127.0.0.1:{port}", clock)
     try:
-        yield running
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         try:
@@ -143,9 +159,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             process.kill()
             process.wait()
         log.close()
-        server.stop()
-        exporter.close()
-        simulator.stop()
 
 
 def series_count(stack: Stack, expr: str) -> int:
@@ -298,3 +311,60 @@ def test_promtool_finds_nothing_to_say_about_the_live_exposition(warmed: Stack) 
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), (
         result.stdout.decode() + result.stderr.decode()
     )
+
+
+@needs_prometheus
+def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path: Path) -> None:
+    """The web config file as a user writes it; Prometheus with ``scheme: https``, the CA and the
+    password scrapes it, and the same target with a wrong password is down."""
+    pki = make_pki(tmp_path / "pki")
+    password = "e2e-scrape-password"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
+    (tmp_path / "web.yml").write_text(
+        f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n"
+        f"basic_auth_users:\n  prometheus: {hashed}\n"
+    )
+    web = load_web_config(tmp_path / "web.yml")
+    simulator = Simulator(
+        project_id=PROJECT, world_settings=WorldSettings(tasks=50, seed=3), access_key=AK, secret_key=SK
+    )
+    simulator.start()
+    config = Config(
+        region="",
+        api=ApiSettings(endpoint=simulator.url, project_id=PROJECT, rate_limit=0),
+        iam_endpoint=simulator.url,
+        scrape=ScrapeSettings(timeout=5),
+        web=WebSettings(host="127.0.0.1", port=0),
+    )
+    exporter = Exporter(config, AkSkCredentials(AK, SK))
+    server = HttpServer(BasicAuth(exporter.wsgi_app(), web.users, web.headers), "127.0.0.1", 0, tls=web.tls)
+    server.start()
+
+    def job(name: str, secret: str) -> dict[str, Any]:
+        return {
+            "job_name": name,
+            "scrape_interval": "1s",
+            "scrape_timeout": "1s",
+            "scheme": "https",
+            "tls_config": {"ca_file": str(pki.ca.cert)},
+            "basic_auth": {"username": "prometheus", "password": secret},
+            "static_configs": [{"targets": [f"127.0.0.1:{server.port}"]}],
+        }
+
+    prometheus_config = {"scrape_configs": [job("tls", password), job("wrong-password", "guess")]}
+    try:
+        with run_prometheus(tmp_path / "prometheus", prometheus_config) as url:
+            stack = Stack(simulator, exporter, f"https://127.0.0.1:{server.port}", url, StoppableClock())
+            wait_for(
+                "Prometheus to scrape over TLS",
+                lambda: series_count(stack, 'huaweicloud_vod_up{job="tls"} == 1'),
+            )
+            wait_for(
+                "the wrong password to fail", lambda: series_count(stack, 'up{job="wrong-password"} == 0')
+            )
+            assert series_count(stack, 'up{job="tls"} == 1') == 1
+            assert series_count(stack, '{job="wrong-password", __name__=~"huaweicloud_.*"}') == 0
+    finally:
+        server.stop()
+        exporter.close()
+        simulator.stop()

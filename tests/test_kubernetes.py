@@ -354,11 +354,11 @@ def test_the_servicemonitors_job_is_the_one_the_alerts_select(documents: list[di
 
 
 def test_image_is_pinned_to_the_projects_version() -> None:
-    version = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
-    assert version
+    from exporter import __version__  # the one version: pyproject.toml reads it from there
+
     deployment = only(render(KUBERNETES), "Deployment")
     images = {container["image"] for container in containers(deployment)}
-    assert images == {f"vod-exporter:{version.group(1)}"}
+    assert images == {f"vod-exporter:{__version__}"}
 
 
 # --- secrets -----------------------------------------------------------------------------------------
@@ -548,3 +548,15 @@ def test_cce_workload_identity_is_one_the_exporter_accepts(tmp_path: Path) -> No
     credentials = resolve_credentials("oidc", env, home=tmp_path)
     assert credentials.idp_id == env["HUAWEICLOUD_SDK_IDP_ID"]
     assert credentials.project_id == env["HUAWEICLOUD_SDK_PROJECT_ID"]
+
+
+@pytest.mark.parametrize("directory", [KUBERNETES, *OVERLAYS], ids=lambda p: p.name)
+def test_a_read_only_root_still_has_a_writable_tmp(directory: Path) -> None:
+    """TLS (--web.config.file) hands connections to the server over a Unix socket in a private
+    temporary directory: with a read-only root filesystem, /tmp must be a volume."""
+    deployment = only(render(directory), "Deployment")
+    volumes = {volume["name"]: volume for volume in deployment["spec"]["template"]["spec"].get("volumes", [])}
+    for container in containers(deployment):
+        mounts = {mount["mountPath"]: mount["name"] for mount in container.get("volumeMounts", [])}
+        assert "/tmp" in mounts, container["name"]
+        assert "emptyDir" in volumes[mounts["/tmp"]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from exporter.serving.server import RESERVED_DESCRIPTORS, HttpServer, ServerLimits, connection_limit
+from tests.certificates import make_pki
 from tests.conftest import wait_for
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -37,9 +39,11 @@ def port() -> Iterator[int]:
         server.stop()
 
 
-def ask(port: int, request: bytes, timeout: float = 20.0) -> bytes:
-    """All the server sends back before it closes; raises if it neither answers nor closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+def ask(port: int, request: bytes, timeout: float = 20.0, context: ssl.SSLContext | None = None) -> bytes:
+    """All the server sends back before it closes; raises if it neither answers nor closes.
+    With a ``context``, over TLS."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        sock = context.wrap_socket(raw, server_hostname="127.0.0.1") if context else raw
         sock.sendall(request)
         data = b""
         while chunk := sock.recv(65536):
@@ -80,22 +84,38 @@ def test_a_request_line_without_a_version_is_answered_or_closed(port: int) -> No
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400 ")
 
 
-def test_silent_connections_beyond_the_descriptor_limit_leave_the_server_answering(tmp_path: Path) -> None:
-    """With 64 descriptors and twice as many silent connections, /-/healthy still gets an answer."""
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "tls"])
+def test_silent_connections_beyond_the_descriptor_limit_leave_the_server_answering(
+    tmp_path: Path, tls: bool
+) -> None:
+    """With 64 descriptors and twice as many silent connections, /-/healthy still gets an answer.
+    Behind TLS the silent ones never start a handshake, and the answer comes over TLS."""
     script = (
         "import resource, sys\n"
+        "from pathlib import Path\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
         "from exporter.serving.server import HttpServer, ServerLimits\n"
+        "from exporter.serving.web_config import TlsSettings\n"
         "from tests.test_server import healthy\n"
-        "server = HttpServer(healthy, '127.0.0.1', 0, ServerLimits(timeout=1))\n"
+        "tls = TlsSettings(Path(sys.argv[1]), Path(sys.argv[2])) if len(sys.argv) > 1 else None\n"
+        "server = HttpServer(healthy, '127.0.0.1', 0, ServerLimits(timeout=1), tls=tls)\n"
         "server.start()\n"
         "print(server.port, flush=True)\n"
         "sys.stdin.read()\n"
         "server.stop()\n"
     )
+    context, args = None, []
+    if tls:
+        pki = make_pki(tmp_path / "pki")
+        context = ssl.create_default_context(cafile=str(pki.ca.cert))
+        args = [str(pki.server.cert), str(pki.server.key)]
     env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     process = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     silent: list[socket.socket] = []
     try:
@@ -103,7 +123,7 @@ def test_silent_connections_beyond_the_descriptor_limit_leave_the_server_answeri
         port = int(process.stdout.readline())
         for _ in range(128):
             silent.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-        wait_for("an answer on /-/healthy", lambda: _answers(port), timeout=30, every=0.1)
+        wait_for("an answer on /-/healthy", lambda: _answers(port, context), timeout=30, every=0.1)
         process.stdin.close()
         assert process.wait(timeout=20) == 0
     finally:
@@ -114,9 +134,9 @@ def test_silent_connections_beyond_the_descriptor_limit_leave_the_server_answeri
             process.wait()
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, context: ssl.SSLContext | None = None) -> bool:
     try:
-        return _is_ok(ask(port, GET_HEALTHY, timeout=5))
+        return _is_ok(ask(port, GET_HEALTHY, timeout=5, context=context))
     except OSError:
         return False
 

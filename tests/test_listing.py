@@ -62,7 +62,10 @@ def test_overlapping_scrapes_share_one_listing() -> None:
     leader = threading.Thread(target=runner.refresh, args=(deadline,))
     leader.start()
     assert client.started.wait(10)
-    followers = [threading.Thread(target=runner.refresh, args=(deadline,)) for _ in range(3)]
+    # Each follower joins here, while the listing is surely still held (refresh is join, then
+    # wait): joining from the threads could come after the listing ended, and start another.
+    joined = [runner.join(deadline) for _ in range(3)]
+    followers = [threading.Thread(target=runner.wait, args=(listing, deadline)) for listing in joined]
     for thread in followers:
         thread.start()
     hold.set()

@@ -256,10 +256,16 @@ METHODS: dict[str, Method] = {
 
 def _repeated_key(root: yaml.Node | None) -> tuple[str, int] | None:
     """A mapping key given twice (which YAML quietly resolves by keeping the last), and its line.
-    Walked with a stack of its own: the depth of the file is no recursion limit's business."""
+    Walked with a stack of its own: the depth of the file is no recursion limit's business. An
+    alias is the node it names, walked once: aliases of aliases (billion laughs) would otherwise
+    be walked as if expanded, exponentially many."""
     stack = [root] if root is not None else []
+    walked: set[int] = set()
     while stack:
         node = stack.pop()
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key, value in node.value:
@@ -292,6 +298,9 @@ def load_targets(path: Path) -> TargetsFile:
         raise ConfigError(f"{where}: not valid YAML{line}: {error.problem}") from None
     except yaml.YAMLError:
         raise ConfigError(f"{where}: not valid YAML") from None
+    except RecursionError:
+        # PyYAML's parser recurses once per level: thousands of nested brackets exhaust the stack.
+        raise ConfigError(f"{where}: nested too deeply: a targets file is a few levels deep") from None
     if repeated is not None:
         twice, number = repeated
         raise ConfigError(f"{where}: line {number}: key {twice!r} is given twice: keep one")

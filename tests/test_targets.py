@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from exporter.cli import main
 from exporter.cloud.credentials import AkSkCredentials, IamPasswordCredentials, StaticTokenCredentials
 from exporter.config import ConfigError
 from exporter.targets import PROCESS_CHAIN, load_targets, resolve_targets
+from tests.conftest import wait_for
 
 P1 = "0123456789abcdef0123456789abcdef"
 P2 = "fedcba9876543210fedcba9876543210"
@@ -156,6 +158,10 @@ BAD_FILES = {
         "line 3: key 'region' is given twice: keep one",
     ),
     "not YAML": ("targets: [\n", "not valid YAML (line 2)"),
+    "nested deeper than the parser can go": (
+        "targets: " + "[" * 20000 + "]" * 20000 + "\n",
+        "nested too deeply: a targets file is a few levels deep",
+    ),
     "mixed methods": (
         "targets:\n  - {{region: cn-north-4, project_id: {P1}, credentials: a}}\n"
         "credentials:\n  a: {{ak_env: AK, sk_env: SK, username: bob}}\n",
@@ -200,6 +206,26 @@ def test_the_single_target_options_cannot_be_mixed_with_a_file(
     _, err = capsys.readouterr()
     assert exited.value.code == 2 and err.count("\n") == 1
     assert "--config.file and --region cannot be combined" in err
+
+
+def test_aliases_of_aliases_are_walked_once_each(tmp_path: Path) -> None:
+    # Billion laughs: twelve levels of ten aliases each are 10**12 nodes once expanded, though the
+    # file is small. Its nodes must each be looked at once (the repeated-keys check included), or
+    # a reload would block the signal handler, and shutdown with it, for hours.
+    levels = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    levels += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 12)]
+    path = write(tmp_path, "\n".join([*levels, "targets: *l11", ""]))
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_targets(path)
+        except ConfigError as error:
+            outcome.append(error)
+
+    threading.Thread(target=load, daemon=True).start()
+    wait_for("the file to be refused", lambda: outcome, timeout=30)
+    assert "unknown key 'l0'" in str(outcome[0])
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:

@@ -111,6 +111,20 @@ class TargetSetup:
     label: str = field(default="", compare=False)
 
 
+# The flags a target's keys stand for, as the messages of the parts below name them.
+_FLAG_KEYS = {"--region": "region", "--project-id": "project_id", "--iam-endpoint": "iam_endpoint"}
+_FLAGS = re.compile(r"(?<![\w-])(" + "|".join(_FLAG_KEYS) + r")(?![\w-])")
+
+
+def in_file(setup: TargetSetup, error: ConfigError) -> ConfigError:
+    """``error``, met while setting up ``setup``'s target, as the file's own: naming the file and
+    the target, and the keys to fix rather than flags that cannot be given with the file."""
+    if not setup.source:
+        return error
+    problem = _FLAGS.sub(lambda flag: _FLAG_KEYS[flag.group(1)], str(error))
+    return ConfigError(f"{setup.source}: {setup.label}: {problem}")
+
+
 # --- credentials methods -----------------------------------------------------------------------
 
 

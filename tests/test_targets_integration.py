@@ -357,6 +357,20 @@ def test_two_targets_that_turn_out_to_be_one_project_are_refused(tmp_path: Path)
     )
 
 
+def test_a_region_iam_does_not_know_names_the_file_the_target_and_its_keys(tmp_path: Path) -> None:
+    accounts = [Account("one", access_key=ONE[0], secret_key=ONE[1], projects=[SimulatedProject(P1)])]
+    path = tmp_path / "targets.yml"
+    with Simulator(accounts=accounts) as simulator:
+        iam = simulator.url
+        write_unresolved(path, simulator, ("cn-north-4", "account-one"), ("eu-west-101", "account-one"))
+        with pytest.raises(ConfigError) as refused, running(path, ENV):
+            pass
+    assert str(refused.value) == (
+        f"{path}: target 2 (region eu-west-101): IAM at {iam} lists no project named "
+        "eu-west-101 for these credentials: check region, or set project_id"
+    )
+
+
 # --- the command: SIGHUP and POST /-/reload ---------------------------------------------------------
 
 

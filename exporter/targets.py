@@ -50,6 +50,9 @@ TARGET_KEYS = ("region", "project_id", "endpoint", "iam_endpoint", "credentials"
 METHOD_KEY = "method"
 # The quota key of targets without credentials: they all use the process's own chain.
 PROCESS_CHAIN = ""
+# Ten thousand targets fit in it. PyYAML parses about a megabyte a second, on the thread that
+# answers signals: a larger file (a log, an image given by mistake) would hold it for minutes.
+MAX_FILE_SIZE = 1 << 20
 
 # Keys that would hold a secret itself: refused, with the key that names where it lives instead.
 _SECRET_KEYS = {
@@ -297,7 +300,11 @@ def load_targets(path: Path) -> TargetsFile:
     """The file, parsed and checked on its own (no environment read, no file it names opened)."""
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            content = file.read(MAX_FILE_SIZE + 1)
+        if len(content) > MAX_FILE_SIZE:
+            raise ConfigError(f"{where}: larger than 1 MiB (ten thousand targets fit in it): the right file?")
+        text = content.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"--config.file: {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:

@@ -228,6 +228,14 @@ def test_aliases_of_aliases_are_walked_once_each(tmp_path: Path) -> None:
     assert "unknown key 'l0'" in str(outcome[0])
 
 
+def test_a_file_too_large_to_be_a_targets_file_is_refused_unread(tmp_path: Path) -> None:
+    # PyYAML takes seconds per megabyte, on the thread that answers signals: a log or an image
+    # given by mistake would hold a reload, or shutdown, for minutes.
+    path = write(tmp_path, "targets:\n  - region: cn-north-4\n" + "#" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match=r"targets.yml: larger than 1 MiB \(ten thousand targets"):
+        load_targets(path)
+
+
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--config.file: .*nope.yml does not exist"):
         load_targets(tmp_path / "nope.yml")

@@ -24,7 +24,17 @@ from exporter.config import (
     format_duration,
     parse_duration,
 )
-from tests.conftest import ENDPOINT, PROJECT, TASKS_URL, body, error_body, free_port, record, wait_for
+from tests.conftest import (
+    ENDPOINT,
+    PROJECT,
+    TASKS_URL,
+    body,
+    error_body,
+    free_port,
+    is_setting,
+    record,
+    wait_for,
+)
 
 BASE = ["--region", "cn-north-4", "--project-id", PROJECT]
 
@@ -32,7 +42,7 @@ BASE = ["--region", "cn-north-4", "--project-id", PROJECT]
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
-        if name.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_")):
+        if is_setting(name):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))  # no SDK credentials file
 

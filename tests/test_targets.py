@@ -13,7 +13,7 @@ from exporter.cli import main
 from exporter.cloud.credentials import AkSkCredentials, IamPasswordCredentials, StaticTokenCredentials
 from exporter.config import ConfigError
 from exporter.targets import PROCESS_CHAIN, load_targets, resolve_targets
-from tests.conftest import wait_for
+from tests.conftest import is_setting, wait_for
 
 P1 = "0123456789abcdef0123456789abcdef"
 P2 = "fedcba9876543210fedcba9876543210"
@@ -180,7 +180,7 @@ def test_every_bad_file_is_one_line_naming_the_file_and_exit_2(
     case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in list(os.environ):
-        if name.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_")):
+        if is_setting(name):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("HUAWEICLOUD_SDK_AK", "CHAINAK")

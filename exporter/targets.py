@@ -35,6 +35,7 @@ import yaml
 
 from exporter.cloud.credentials import (
     DEFAULT_METADATA_ENDPOINT,
+    FLAG_METADATA_ENDPOINT,
     AkSkCredentials,
     Credentials,
     IamPasswordCredentials,
@@ -229,11 +230,15 @@ def _iam(secrets: EntryReader) -> Credentials:
 
 def _metadata(secrets: EntryReader) -> Credentials:
     # The instance's own agency: the endpoint is where the service answers, never a secret.
-    endpoint = secrets.references.get("metadata_endpoint") or secrets.option("metadata_endpoint")
+    given = secrets.references.get("metadata_endpoint")
+    endpoint = given or secrets.option("metadata_endpoint")
     try:
         return metadata_credentials(endpoint or DEFAULT_METADATA_ENDPOINT)
     except ConfigError as error:
-        raise secrets.fail(str(error)) from None
+        problem = str(error)
+        if given:  # the entry's key is what to fix, not the flag
+            problem = problem.replace(FLAG_METADATA_ENDPOINT, "metadata_endpoint", 1)
+        raise secrets.fail(problem) from None
 
 
 def _oidc(secrets: EntryReader) -> Credentials:

@@ -228,6 +228,22 @@ def test_aliases_of_aliases_are_walked_once_each(tmp_path: Path) -> None:
     assert "unknown key 'l0'" in str(outcome[0])
 
 
+def test_an_entrys_metadata_service_that_is_not_there_names_the_entrys_key(
+    tmp_path: Path, no_real_metadata_service: str
+) -> None:
+    path = write(
+        tmp_path,
+        f"targets:\n  - {{region: cn-north-4, project_id: {P1}, credentials: vm}}\n"
+        f"credentials:\n  vm: {{method: metadata, metadata_endpoint: '{no_real_metadata_service}'}}\n",
+    )
+    with pytest.raises(ConfigError) as refused:
+        resolve(path)
+    assert str(refused.value) == (
+        f"{path}: credentials 'vm': metadata_endpoint: no temporary key: metadata service "
+        f"{no_real_metadata_service}: unreachable (ConnectError)"
+    )
+
+
 def test_a_file_too_large_to_be_a_targets_file_is_refused_unread(tmp_path: Path) -> None:
     # PyYAML takes seconds per megabyte, on the thread that answers signals: a log or an image
     # given by mistake would hold a reload, or shutdown, for minutes.

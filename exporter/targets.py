@@ -476,6 +476,8 @@ def resolve_targets(
     read once; the process chain only when a target uses it."""
     where = str(file.path)
     credentials: dict[str | None, Credentials] = {}
+    # The quota is the tenant's: named by the first entry (or the process chain) with these keys.
+    quotas: dict[Credentials, str] = {}
     setups = []
     for target in file.targets:
         name = target.credentials
@@ -501,6 +503,6 @@ def resolve_targets(
         }
         # No environment: HUAWEICLOUD_SDK_PROJECT_ID names the one project of the flags, not these.
         config = Config.from_options(target_options, {}, needs_iam=needs_iam)
-        quota = PROCESS_CHAIN if name is None else name
+        quota = quotas.setdefault(chosen, PROCESS_CHAIN if name is None else name)
         setups.append(TargetSetup(config, chosen, quota, source=where, label=str(target)))
     return tuple(setups)

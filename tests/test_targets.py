@@ -70,6 +70,22 @@ def test_targets_with_named_credentials_never_read_the_process_chain(tmp_path: P
     assert calls == [] and {s.quota for s in setups} == {"media-account"}
 
 
+def test_entries_with_the_same_credentials_share_one_quota(tmp_path: Path) -> None:
+    # Two names (or an entry and the process's own chain) for one access key are one tenant: one
+    # request-rate limit, or the tenant's flow control would see twice the rate configured.
+    path = write(
+        tmp_path,
+        f"targets:\n  - {{region: cn-north-4, project_id: {P1}, credentials: media}}\n"
+        f"  - {{region: cn-east-3, project_id: {P2}, credentials: media-again}}\n"
+        "  - {region: ap-southeast-1}\n"
+        "credentials:\n  media: {ak_env: MEDIA_AK, sk_env: MEDIA_SK}\n"
+        "  media-again: {ak_env: OTHER_AK, sk_env: OTHER_SK}\n",
+    )
+    env = {"MEDIA_AK": "MEDIAAK", "MEDIA_SK": SECRET, "OTHER_AK": "MEDIAAK", "OTHER_SK": SECRET}
+    setups, _ = resolve(path, env, chain=AkSkCredentials("MEDIAAK", SECRET))
+    assert [setup.quota for setup in setups] == ["media", "media", "media"]
+
+
 def test_secrets_from_files_and_the_other_methods(tmp_path: Path) -> None:
     (tmp_path / "sk").write_text(SECRET + "\n")
     (tmp_path / "pw").write_text("pass word\n")

@@ -488,7 +488,7 @@ def resolve_targets(
                 entry = file.credentials[name]
                 credentials[name] = METHODS[entry.method].build(EntryReader(where, entry, env, options))
         chosen = credentials[name]
-        needs_iam = isinstance(chosen, (IamPasswordCredentials, OidcCredentials))
+        needs_iam = isinstance(chosen, IamPasswordCredentials | OidcCredentials)
         if isinstance(chosen, IamPasswordCredentials) and target.project_id is None:
             # IAM scopes a password login to a project: there is none yet to log in with.
             raise ConfigError(

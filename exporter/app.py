@@ -36,7 +36,7 @@ from exporter.listing.strategy import ListingStrategy
 from exporter.serving.collector import CredentialsCollector, CredentialsState, TargetView, VodCollector
 from exporter.serving.web import WebApp
 from exporter.store import StoreView, TaskStore
-from exporter.targets import PROCESS_CHAIN, TargetSetup
+from exporter.targets import PROCESS_CHAIN, TargetSetup, in_file
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,10 @@ class Exporter:
 
     def _look_up(self, setup: TargetSetup) -> TargetSetup:
         config = setup.config
-        project_id = self._projects.resolve(config, setup.credentials)
+        try:
+            project_id = self._projects.resolve(config, setup.credentials)
+        except ConfigError as error:
+            raise in_file(setup, error) from None
         return replace(setup, config=replace(config, api=replace(config.api, project_id=project_id)))
 
     def _limiter(self, setup: TargetSetup) -> RateLimiter:

@@ -295,9 +295,9 @@ def load(options: dict[str, Any]) -> tuple[Config, Credentials]:
     env = dict(os.environ)
     credentials = process_chain(options, env)
     named_project = (
-        credentials.project_id if isinstance(credentials, (AkSkCredentials, OidcCredentials)) else None
+        credentials.project_id if isinstance(credentials, AkSkCredentials | OidcCredentials) else None
     )
-    needs_iam = isinstance(credentials, (IamPasswordCredentials, OidcCredentials))
+    needs_iam = isinstance(credentials, IamPasswordCredentials | OidcCredentials)
     return Config.from_options(options, env, named_project, needs_iam=needs_iam), credentials
 
 

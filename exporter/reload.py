@@ -53,6 +53,12 @@ class Reloader(Collector):
                 problem = one_line(str(error))
                 log.error("reload refused, the running configuration stays: %s", problem)
                 return problem
+            except Exception as error:
+                # A bug, not a bad file. SIGHUP runs this on the main thread, where an escaping
+                # error would end the process: the targets running now are worth more than that.
+                self._successful = False
+                log.exception("reload failed, the running configuration stays")
+                return f"internal error: {type(error).__name__} (see the log)"
             self._successful = True
             self._success_at = self._wall_clock()
         log.info("reloaded %s: %d targets", self._describe, len(setups))

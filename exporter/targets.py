@@ -35,6 +35,7 @@ import yaml
 
 from exporter.cloud.credentials import (
     DEFAULT_METADATA_ENDPOINT,
+    FLAG_METADATA_ENDPOINT,
     AkSkCredentials,
     Credentials,
     IamPasswordCredentials,
@@ -50,6 +51,9 @@ TARGET_KEYS = ("region", "project_id", "endpoint", "iam_endpoint", "credentials"
 METHOD_KEY = "method"
 # The quota key of targets without credentials: they all use the process's own chain.
 PROCESS_CHAIN = ""
+# Ten thousand targets fit in it. PyYAML parses about a megabyte a second, on the thread that
+# answers signals: a larger file (a log, an image given by mistake) would hold it for minutes.
+MAX_FILE_SIZE = 1 << 20
 
 # Keys that would hold a secret itself: refused, with the key that names where it lives instead.
 _SECRET_KEYS = {
@@ -109,6 +113,20 @@ class TargetSetup:
     # For messages: the file, and the target in it.
     source: str = field(default="", compare=False)
     label: str = field(default="", compare=False)
+
+
+# The flags a target's keys stand for, as the messages of the parts below name them.
+_FLAG_KEYS = {"--region": "region", "--project-id": "project_id", "--iam-endpoint": "iam_endpoint"}
+_FLAGS = re.compile(r"(?<![\w-])(" + "|".join(_FLAG_KEYS) + r")(?![\w-])")
+
+
+def in_file(setup: TargetSetup, error: ConfigError) -> ConfigError:
+    """``error``, met while setting up ``setup``'s target, as the file's own: naming the file and
+    the target, and the keys to fix rather than flags that cannot be given with the file."""
+    if not setup.source:
+        return error
+    problem = _FLAGS.sub(lambda flag: _FLAG_KEYS[flag.group(1)], str(error))
+    return ConfigError(f"{setup.source}: {setup.label}: {problem}")
 
 
 # --- credentials methods -----------------------------------------------------------------------
@@ -212,11 +230,15 @@ def _iam(secrets: EntryReader) -> Credentials:
 
 def _metadata(secrets: EntryReader) -> Credentials:
     # The instance's own agency: the endpoint is where the service answers, never a secret.
-    endpoint = secrets.references.get("metadata_endpoint") or secrets.option("metadata_endpoint")
+    given = secrets.references.get("metadata_endpoint")
+    endpoint = given or secrets.option("metadata_endpoint")
     try:
         return metadata_credentials(endpoint or DEFAULT_METADATA_ENDPOINT)
     except ConfigError as error:
-        raise secrets.fail(str(error)) from None
+        problem = str(error)
+        if given:  # the entry's key is what to fix, not the flag
+            problem = problem.replace(FLAG_METADATA_ENDPOINT, "metadata_endpoint", 1)
+        raise secrets.fail(problem) from None
 
 
 def _oidc(secrets: EntryReader) -> Credentials:
@@ -256,10 +278,16 @@ METHODS: dict[str, Method] = {
 
 def _repeated_key(root: yaml.Node | None) -> tuple[str, int] | None:
     """A mapping key given twice (which YAML quietly resolves by keeping the last), and its line.
-    Walked with a stack of its own: the depth of the file is no recursion limit's business."""
+    Walked with a stack of its own: the depth of the file is no recursion limit's business. An
+    alias is the node it names, walked once: aliases of aliases (billion laughs) would otherwise
+    be walked as if expanded, exponentially many."""
     stack = [root] if root is not None else []
+    walked: set[int] = set()
     while stack:
         node = stack.pop()
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key, value in node.value:
@@ -277,7 +305,11 @@ def load_targets(path: Path) -> TargetsFile:
     """The file, parsed and checked on its own (no environment read, no file it names opened)."""
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            content = file.read(MAX_FILE_SIZE + 1)
+        if len(content) > MAX_FILE_SIZE:
+            raise ConfigError(f"{where}: larger than 1 MiB (ten thousand targets fit in it): the right file?")
+        text = content.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"--config.file: {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -292,6 +324,9 @@ def load_targets(path: Path) -> TargetsFile:
         raise ConfigError(f"{where}: not valid YAML{line}: {error.problem}") from None
     except yaml.YAMLError:
         raise ConfigError(f"{where}: not valid YAML") from None
+    except RecursionError:
+        # PyYAML's parser recurses once per level: thousands of nested brackets exhaust the stack.
+        raise ConfigError(f"{where}: nested too deeply: a targets file is a few levels deep") from None
     if repeated is not None:
         twice, number = repeated
         raise ConfigError(f"{where}: line {number}: key {twice!r} is given twice: keep one")
@@ -441,6 +476,8 @@ def resolve_targets(
     read once; the process chain only when a target uses it."""
     where = str(file.path)
     credentials: dict[str | None, Credentials] = {}
+    # The quota is the tenant's: named by the first entry (or the process chain) with these keys.
+    quotas: dict[Credentials, str] = {}
     setups = []
     for target in file.targets:
         name = target.credentials
@@ -451,7 +488,7 @@ def resolve_targets(
                 entry = file.credentials[name]
                 credentials[name] = METHODS[entry.method].build(EntryReader(where, entry, env, options))
         chosen = credentials[name]
-        needs_iam = isinstance(chosen, (IamPasswordCredentials, OidcCredentials))
+        needs_iam = isinstance(chosen, IamPasswordCredentials | OidcCredentials)
         if isinstance(chosen, IamPasswordCredentials) and target.project_id is None:
             # IAM scopes a password login to a project: there is none yet to log in with.
             raise ConfigError(
@@ -466,6 +503,6 @@ def resolve_targets(
         }
         # No environment: HUAWEICLOUD_SDK_PROJECT_ID names the one project of the flags, not these.
         config = Config.from_options(target_options, {}, needs_iam=needs_iam)
-        quota = PROCESS_CHAIN if name is None else name
+        quota = quotas.setdefault(chosen, PROCESS_CHAIN if name is None else name)
         setups.append(TargetSetup(config, chosen, quota, source=where, label=str(target)))
     return tuple(setups)

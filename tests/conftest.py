@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -111,6 +112,40 @@ def one_target(view: Callable[[], StoreView], region: str = "cn-north-4") -> Cal
     return lambda: [TargetView(region, view())]
 
 
+@pytest.fixture(autouse=True)
+def no_traffic_but_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every connection a test (or a thread it starts) opens goes to a loopback address, or is
+    refused and fails the test: never Huawei Cloud, never 169.254.169.254. The processes tests
+    start are kept to loopback by their options and ``no_real_metadata_service``."""
+    reached: list[str] = []
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def allowed(address: Any) -> bool:
+        if not isinstance(address, tuple):
+            return True  # a Unix socket
+        try:
+            return ipaddress.ip_address(address[0]).is_loopback
+        except ValueError:
+            return False
+
+    def guarded_connect(sock: socket.socket, address: Any) -> None:
+        if not allowed(address):
+            reached.append(str(address[0]))
+            raise ConnectionRefusedError(f"a test may reach loopback only, not {address[0]}")
+        connect(sock, address)
+
+    def guarded_connect_ex(sock: socket.socket, address: Any) -> int:
+        if not allowed(address):
+            reached.append(str(address[0]))
+            raise ConnectionRefusedError(f"a test may reach loopback only, not {address[0]}")
+        return connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+    yield
+    assert not reached, f"the test tried to reach {sorted(set(reached))}"
+
+
 @pytest.fixture
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """No proxy from the environment, and no name lookup but 127.0.0.1: for the official SDK,
@@ -130,6 +165,18 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 METADATA_ENDPOINT_VARIABLE = "VOD_EXPORTER_AUTH_METADATA_ENDPOINT"
+
+
+def is_setting(name: str) -> bool:
+    """An environment variable the exporter or the SDK reads, which a test clears so that only its
+    own settings count; all but the metadata endpoint that ``no_real_metadata_service`` points at
+    a closed port, lest the credential chain ask 169.254.169.254."""
+    return name.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_")) and name != METADATA_ENDPOINT_VARIABLE
+
+
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment, for a process a test starts, without ``is_setting``'s."""
+    return {name: value for name, value in os.environ.items() if not is_setting(name)}
 
 
 @pytest.fixture(scope="session")

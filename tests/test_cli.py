@@ -31,6 +31,7 @@ from tests.conftest import (
     error_body,
     exporter_command,
     free_port,
+    is_setting,
     record,
     terminate,
     wait_for,
@@ -42,7 +43,7 @@ BASE = ["--region", "cn-north-4", "--project-id", PROJECT]
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
-        if name.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_")):
+        if is_setting(name):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))  # no SDK credentials file
 

@@ -30,7 +30,7 @@ from exporter.simulator.faults import FaultSettings
 from exporter.simulator.identity import IamUser
 from exporter.simulator.server import Simulator
 from exporter.simulator.world import WorldSettings
-from tests.conftest import free_port, wait_for
+from tests.conftest import environment_without_settings, free_port, wait_for
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 AK, SK = "AKINTEGRATION0001", "integration-secret-key"
@@ -327,7 +327,7 @@ def test_once_as_a_new_user_meets_it(frozen_simulator: Simulator, tmp_path: obje
         "--project-id",
         PROJECT,
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_"))}
+    env = environment_without_settings()
     env["HOME"] = str(tmp_path)
     none = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert none.returncode == 2 and none.stderr.count("\n") == 1 and "HUAWEICLOUD_SDK_AK" in none.stderr
@@ -385,7 +385,7 @@ def test_a_scrape_that_joins_a_slow_listing_answers_in_time_with_up_0(frozen_sim
 
 def start_serve(simulator: Simulator, home: object, port: int) -> subprocess.Popen[str]:
     """``vod-exporter serve`` in a process of its own, listing ``simulator`` with AK/SK from the env."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_"))}
+    env = environment_without_settings()
     env.update(HOME=str(home), HUAWEICLOUD_SDK_AK=AK, HUAWEICLOUD_SDK_SK=SK, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         [

@@ -120,6 +120,23 @@ def test_a_metadata_service_that_is_absent_or_answers_garbage_is_one_line_at_sta
     assert "\n" not in str(garbage.value)
 
 
+def test_a_metadata_service_that_hands_out_an_expired_key_is_one_line_at_start() -> None:
+    # Its clock (or this machine's) is off by more than a key's life: every call would be a 401,
+    # which would be blamed on the keys rather than on the clocks.
+    behind = FakeClock(start=1_700_000_000.0)
+    platform = PlatformSettings(key_lifetime=KEY_LIFETIME)
+    with (
+        Simulator(project_id=PROJECT, platform=platform, clock=behind) as sim,
+        pytest.raises(ConfigError) as old,
+    ):
+        url = sim.url
+        metadata_credentials(sim)
+    assert str(old.value) == (
+        f"--auth.metadata-endpoint: the metadata service {url} hands out a key that expired "
+        "at 2023-11-14T22:23:20Z: check the clocks of this machine and of the instance"
+    )
+
+
 def test_a_metadata_service_that_breaks_at_run_time_gives_up_0_auth_and_a_log_line(
     sim: Simulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:

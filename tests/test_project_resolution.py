@@ -4,7 +4,6 @@ pointed at the simulator, which must find the same id."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from exporter.simulator import Account, Project, Simulator, WorldSettings
-from tests.conftest import free_port, wait_for
+from tests.conftest import environment_without_settings, free_port, wait_for
 
 AK, SK = "RESOLVEACCESSKEY0001", "resolve-secret-key"
 OTHER_AK, OTHER_SK = "OTHERACCESSKEY000001", "other-secret-key"
@@ -52,7 +51,7 @@ def sim() -> Iterator[Simulator]:
 
 
 def environment(home: Path, ak: str = AK, sk: str = SK) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_"))}
+    env = environment_without_settings()
     env.update(HOME=str(home), HUAWEICLOUD_SDK_AK=ak, HUAWEICLOUD_SDK_SK=sk, PYTHONUNBUFFERED="1")
     return env
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from exporter.cli import main
 from exporter.cloud.credentials import AkSkCredentials, IamPasswordCredentials, StaticTokenCredentials
 from exporter.config import ConfigError
 from exporter.targets import PROCESS_CHAIN, load_targets, resolve_targets
+from tests.conftest import is_setting, wait_for
 
 P1 = "0123456789abcdef0123456789abcdef"
 P2 = "fedcba9876543210fedcba9876543210"
@@ -66,6 +68,22 @@ def test_targets_with_named_credentials_never_read_the_process_chain(tmp_path: P
     text = EXAMPLE.replace(first, first + "    credentials: media-account\n")
     setups, calls = resolve(write(tmp_path, text), {"MEDIA_AK": "MEDIAAK", "MEDIA_SK": SECRET})
     assert calls == [] and {s.quota for s in setups} == {"media-account"}
+
+
+def test_entries_with_the_same_credentials_share_one_quota(tmp_path: Path) -> None:
+    # Two names (or an entry and the process's own chain) for one access key are one tenant: one
+    # request-rate limit, or the tenant's flow control would see twice the rate configured.
+    path = write(
+        tmp_path,
+        f"targets:\n  - {{region: cn-north-4, project_id: {P1}, credentials: media}}\n"
+        f"  - {{region: cn-east-3, project_id: {P2}, credentials: media-again}}\n"
+        "  - {region: ap-southeast-1}\n"
+        "credentials:\n  media: {ak_env: MEDIA_AK, sk_env: MEDIA_SK}\n"
+        "  media-again: {ak_env: OTHER_AK, sk_env: OTHER_SK}\n",
+    )
+    env = {"MEDIA_AK": "MEDIAAK", "MEDIA_SK": SECRET, "OTHER_AK": "MEDIAAK", "OTHER_SK": SECRET}
+    setups, _ = resolve(path, env, chain=AkSkCredentials("MEDIAAK", SECRET))
+    assert [setup.quota for setup in setups] == ["media", "media", "media"]
 
 
 def test_secrets_from_files_and_the_other_methods(tmp_path: Path) -> None:
@@ -156,6 +174,10 @@ BAD_FILES = {
         "line 3: key 'region' is given twice: keep one",
     ),
     "not YAML": ("targets: [\n", "not valid YAML (line 2)"),
+    "nested deeper than the parser can go": (
+        "targets: " + "[" * 20000 + "]" * 20000 + "\n",
+        "nested too deeply: a targets file is a few levels deep",
+    ),
     "mixed methods": (
         "targets:\n  - {{region: cn-north-4, project_id: {P1}, credentials: a}}\n"
         "credentials:\n  a: {{ak_env: AK, sk_env: SK, username: bob}}\n",
@@ -174,7 +196,7 @@ def test_every_bad_file_is_one_line_naming_the_file_and_exit_2(
     case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in list(os.environ):
-        if name.startswith(("HUAWEICLOUD_SDK_", "VOD_EXPORTER_")):
+        if is_setting(name):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("HUAWEICLOUD_SDK_AK", "CHAINAK")
@@ -200,6 +222,50 @@ def test_the_single_target_options_cannot_be_mixed_with_a_file(
     _, err = capsys.readouterr()
     assert exited.value.code == 2 and err.count("\n") == 1
     assert "--config.file and --region cannot be combined" in err
+
+
+def test_aliases_of_aliases_are_walked_once_each(tmp_path: Path) -> None:
+    # Billion laughs: twelve levels of ten aliases each are 10**12 nodes once expanded, though the
+    # file is small. Its nodes must each be looked at once (the repeated-keys check included), or
+    # a reload would block the signal handler, and shutdown with it, for hours.
+    levels = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    levels += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 12)]
+    path = write(tmp_path, "\n".join([*levels, "targets: *l11", ""]))
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_targets(path)
+        except ConfigError as error:
+            outcome.append(error)
+
+    threading.Thread(target=load, daemon=True).start()
+    wait_for("the file to be refused", lambda: outcome, timeout=30)
+    assert "unknown key 'l0'" in str(outcome[0])
+
+
+def test_an_entrys_metadata_service_that_is_not_there_names_the_entrys_key(
+    tmp_path: Path, no_real_metadata_service: str
+) -> None:
+    path = write(
+        tmp_path,
+        f"targets:\n  - {{region: cn-north-4, project_id: {P1}, credentials: vm}}\n"
+        f"credentials:\n  vm: {{method: metadata, metadata_endpoint: '{no_real_metadata_service}'}}\n",
+    )
+    with pytest.raises(ConfigError) as refused:
+        resolve(path)
+    assert str(refused.value) == (
+        f"{path}: credentials 'vm': metadata_endpoint: no temporary key: metadata service "
+        f"{no_real_metadata_service}: unreachable (ConnectError)"
+    )
+
+
+def test_a_file_too_large_to_be_a_targets_file_is_refused_unread(tmp_path: Path) -> None:
+    # PyYAML takes seconds per megabyte, on the thread that answers signals: a log or an image
+    # given by mistake would hold a reload, or shutdown, for minutes.
+    path = write(tmp_path, "targets:\n  - region: cn-north-4\n" + "#" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match=r"targets.yml: larger than 1 MiB \(ten thousand targets"):
+        load_targets(path)
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:

@@ -370,7 +370,7 @@ class TemporaryKeyAuth(httpx.Auth):
 def renewal_state(auth: httpx.Auth) -> IamTokenAuth | TemporaryKeyAuth | None:
     """``auth`` when it renews credentials that expire (it has ``expires_at`` and
     ``renewal_failures``); None when nothing it holds expires."""
-    return auth if isinstance(auth, (IamTokenAuth, TemporaryKeyAuth)) else None
+    return auth if isinstance(auth, IamTokenAuth | TemporaryKeyAuth) else None
 
 
 # A token is always used for at least this long, even if the clocks disagree about its expiry:

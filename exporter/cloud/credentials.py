@@ -17,7 +17,8 @@ from __future__ import annotations
 import configparser
 import logging
 import stat
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,10 +199,13 @@ def metadata_client(**settings: Any) -> httpx.Client:
     return httpx.Client(timeout=METADATA_PROBE_TIMEOUT, trust_env=False, **settings)
 
 
-def metadata_credentials(endpoint: str, http: httpx.Client | None = None) -> MetadataCredentials:
+def metadata_credentials(
+    endpoint: str, http: httpx.Client | None = None, *, clock: Callable[[], float] = time.time
+) -> MetadataCredentials:
     """Credentials from the metadata service at ``endpoint``, checked by fetching a key (once, at
-    start-up: raises ``ConfigError`` in one line when the service is absent or answers garbage).
-    ``http`` asks it (default: a client with ``METADATA_PROBE_TIMEOUT``)."""
+    start-up: raises ``ConfigError`` in one line when the service is absent, answers garbage, or
+    hands out a key that ``clock`` says has expired). ``http`` asks it (default: a client with
+    ``METADATA_PROBE_TIMEOUT``)."""
     endpoint = check_endpoint(endpoint, FLAG_METADATA_ENDPOINT)
     client = http if http is not None else metadata_client()
     try:
@@ -211,6 +215,13 @@ def metadata_credentials(endpoint: str, http: httpx.Client | None = None) -> Met
     finally:
         if http is None:
             client.close()
+    if key.expires_at <= clock():
+        # Every call would be a 401 that blames the key, when the clocks are what is wrong.
+        expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.expires_at))
+        raise ConfigError(
+            f"{FLAG_METADATA_ENDPOINT}: the metadata service {endpoint} hands out a key that expired at "
+            f"{expired}: check the clocks of this machine and of the instance"
+        )
     return MetadataCredentials(endpoint=endpoint, first_key=key)
 
 

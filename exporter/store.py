@@ -141,27 +141,31 @@ class SeriesPicker:
     finished within ``max_finished_age``, up to ``max_series``."""
 
     def __init__(self, settings: SeriesSettings, now: float) -> None:
-        self._settings = settings
+        # The settings read on every offer are kept as plain attributes: offer runs once per task.
+        self._enabled = settings.enabled
+        self._max_series = settings.max_series
         self._finished_cutoff = now - settings.max_finished_age
         self._candidates = 0
         self._heap: list[tuple[int, float, int, Task]] = []
         self._order = itertools.count()
 
     def offer(self, task: Task) -> None:
-        if not self._settings.enabled:
+        if not self._enabled:
             return
-        is_open = task.is_open
-        if not is_open and (task.ended is None or task.ended < self._finished_cutoff):
-            return
-        self._candidates += 1
         # Higher keys win a place: open tasks before finished ones; among open tasks the oldest
         # (the likeliest to be stuck), among finished ones the most recently ended.
-        priority = (1, -task.created) if is_open else (0, task.ended or 0.0)
-        entry = (priority[0], priority[1], next(self._order), task)
-        if len(self._heap) < self._settings.max_series:
-            heapq.heappush(self._heap, entry)
-        elif self._heap and entry[:2] > self._heap[0][:2]:
-            heapq.heapreplace(self._heap, entry)
+        if task.is_open:
+            entry = (1, -task.created, next(self._order), task)
+        elif task.ended is None or task.ended < self._finished_cutoff:
+            return
+        else:
+            entry = (0, task.ended, next(self._order), task)
+        self._candidates += 1
+        heap = self._heap
+        if len(heap) < self._max_series:
+            heapq.heappush(heap, entry)
+        elif heap and entry[:2] > heap[0][:2]:
+            heapq.heapreplace(heap, entry)
 
     def tasks(self) -> tuple[Task, ...]:
         """The tasks picked, best first, as they were offered."""
@@ -230,14 +234,15 @@ class ListingBuilder:
         self._totals.add(page.total)
         self._invalid += page.invalid
         fresh = 0
+        seen, fold = self._seen, self._fold
         for task in page.tasks:
             key = hash(task.task_id)
-            if key in self._seen:
+            if key in seen:
                 self._duplicates += 1
                 continue
-            self._seen.add(key)
+            seen.add(key)
             fresh += 1
-            self._fold(task)
+            fold(task)
         if fresh or page.invalid:
             return
         if not page.tasks and page.offset < page.total:

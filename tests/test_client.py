@@ -345,6 +345,29 @@ def test_fetch_pages_asks_for_exactly_the_pages_given(api_settings: ApiSettings)
     client.close()
 
 
+def test_queries_go_out_in_the_signatures_canonical_form(api_settings: ApiSettings) -> None:
+    # Then neither httpx nor the signer has to parse and rebuild the URL of each request.
+    client, _ = make_client(api_settings)
+    records = [record(i) for i in range(150)]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if "task_id" in request.url.params:
+            return httpx.Response(200, content=body([], total=0))
+        offset = int(request.url.params["offset"])
+        return httpx.Response(200, content=body(records[offset : offset + 100], total=150))
+
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).mock(side_effect=answer)
+        list(client.iter_pages(far_deadline()))
+        client.fetch_tasks(["a b+c"], far_deadline())
+    assert sorted(call.request.url.query for call in route.calls) == [
+        b"limit=100&offset=0",
+        b"limit=100&offset=100",
+        b"task_id=a%20b%2Bc",
+    ]
+    client.close()
+
+
 def test_fetch_tasks_asks_by_id_and_tells_a_deleted_task(api_settings: ApiSettings) -> None:
     client, _ = make_client(api_settings)
 

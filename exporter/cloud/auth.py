@@ -101,9 +101,12 @@ class AkSkAuth(httpx.Auth):
             if name in request.headers:
                 signed[name] = request.headers[name]
 
-        pairs = parse_qsl(request.url.query.decode("utf-8"), keep_blank_values=True, encoding="utf-8")
+        query = request.url.query
+        pairs = parse_qsl(query.decode("utf-8"), keep_blank_values=True, encoding="utf-8")
         if pairs:
-            request.url = request.url.copy_with(query=signing.canonical_query(pairs).encode("ascii"))
+            canonical = signing.canonical_query(pairs).encode("ascii")
+            if canonical != query:  # rebuilding the URL costs more than the rest of the signing
+                request.url = request.url.copy_with(query=canonical)
         request.headers["Authorization"] = signing.authorization(
             self._access_key,
             self._secret_key,

@@ -34,6 +34,7 @@ from exporter.cloud.errors import (
     is_retryable,
     unreachable,
 )
+from exporter.cloud.signing import canonical_query
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import ApiSettings
 from exporter.tasks import InvalidPage, Page, PageRequest, parse_page
@@ -55,10 +56,13 @@ class _Query:
     limit: int
     task_id: str | None = None
 
-    def params(self) -> dict[str, str]:
+    def query_string(self) -> str:
+        # Written in the signature's canonical form, so that neither httpx (merging params) nor
+        # the signer (sorting them) has to parse and rebuild the URL: each was a tenth of a
+        # request's CPU.
         if self.task_id is not None:
-            return {"task_id": self.task_id}
-        return {"offset": str(self.offset), "limit": str(self.limit)}
+            return canonical_query([("task_id", self.task_id)])
+        return canonical_query([("limit", str(self.limit)), ("offset", str(self.offset))])
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,12 +226,10 @@ class VodClient:
         remaining = deadline() - self._clock()
         if remaining <= 0 or abandoned.is_set():
             raise _past_deadline()
-        params = query.params()
+        url = f"{self._url}?{query.query_string()}"
         timeout = min(self._settings.request_timeout, remaining)
         try:
-            with self._http.stream(
-                "GET", self._url, params=params, headers=ACCEPT_ENCODING, timeout=timeout
-            ) as response:
+            with self._http.stream("GET", url, headers=ACCEPT_ENCODING, timeout=timeout) as response:
                 body = self._read_body(response, deadline, abandoned)
         except httpx.TimeoutException as error:
             if self._clock() >= deadline():

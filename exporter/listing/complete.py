@@ -11,9 +11,12 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from exporter.known import HEAD_AGES, HeadEntry, KnownTasks, Order, age_index, head_entry
 from exporter.tasks import Page, StatusCounts, Task
+
+_Record = TypeVar("_Record")
 
 # Pages kept from each end of a complete listing, to know the young end once the order is known:
 # as many ages as a pass keeps as its anchor.
@@ -108,10 +111,12 @@ class KnownTasksBuilder:
         order = self._evidence.order()
         head: dict[int, HeadEntry] = {}
         if order is not Order.UNKNOWN:
+            records: dict[int, Task | None] = {}
             for page in self._ends.values():
                 for index, record in enumerate(page.records()):
-                    head[age_index(order, total, page.offset + index)] = head_entry(record)
-            head = _youngest_contiguous(head, total)
+                    records[age_index(order, total, page.offset + index)] = record
+            # Entries only for the ages kept: the pages of the old end were half of them.
+            head = {age: head_entry(record) for age, record in _youngest_contiguous(records, total).items()}
         open_tasks = (
             {task.task_id: (age_index(order, total, position), task) for position, task in self._open}
             if order is not Order.UNKNOWN
@@ -127,8 +132,8 @@ class KnownTasksBuilder:
         )
 
 
-def _youngest_contiguous(head: Mapping[int, HeadEntry], total: int) -> dict[int, HeadEntry]:
-    kept: dict[int, HeadEntry] = {}
+def _youngest_contiguous(head: Mapping[int, _Record], total: int) -> dict[int, _Record]:
+    kept: dict[int, _Record] = {}
     age = total - 1
     while age in head:
         kept[age] = head[age]

@@ -268,3 +268,27 @@ def test_serve_with_a_web_config_file(pki: Pki, tmp_path: Path) -> None:
     assert f"serving metrics on https://127.0.0.1:{port}/metrics with basic auth" in err
     assert "basic auth failed for user 'prometheus'" in err
     assert PASSWORD not in out + err and "not-it" not in out + err
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_a_client_that_leaves_without_reading_frees_its_pipe(pki: Pki, serve: type[Served]) -> None:
+    """A client pipelines requests without reading the answers until the server stops reading it,
+    then goes away: both ends of the Unix socket to waitress must close, not wait forever to
+    hand waitress requests nobody will read the answers to."""
+    served = serve(settings(pki), users={})
+    baseline = open_descriptors()
+    request = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n" * 100
+    context = ssl.create_default_context(cafile=str(pki.ca.cert))
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", served.server.port))
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.settimeout(1)
+        with pytest.raises(TimeoutError):  # the server stopped reading: every buffer is full
+            while True:
+                tls.sendall(request)
+    wait_for("the pipe to close", lambda: open_descriptors() <= baseline, 10, 0.05)

@@ -27,6 +27,7 @@ Only asyncio's documented API is used: ``sock_accept``, ``connect_accepted_socke
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -124,9 +125,15 @@ class ReloadingContext:
 
 
 class _Pipe(asyncio.Protocol):
-    """One side of a pipe: what it receives goes to the other side, and when one closes both do."""
+    """One side of a pipe: what it receives goes to the other side, and when one closes both do.
 
-    def __init__(self) -> None:
+    The client's side, once lost, aborts waitress' side instead of closing it: what that side still
+    holds are requests of a client that is gone, and waitress, blocked on answers nobody reads,
+    would never take them, so a close that waits for them to go out would hold both ends forever.
+    """
+
+    def __init__(self, *, client: bool = False) -> None:
+        self.client = client
         self.transport: asyncio.Transport | None = None
         self.other: _Pipe | None = None
         self.closed = asyncio.get_running_loop().create_future()
@@ -161,6 +168,8 @@ class _Pipe(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.client and self.other is not None and self.other.transport is not None:
+            self.other.transport.abort()
         self.close_other()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -293,7 +302,7 @@ class TlsFront:
             # not: without it, the body after the headers waits for a delayed ACK (40 ms) each answer.
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport, front = await loop.connect_accepted_socket(
-                _Pipe,
+                functools.partial(_Pipe, client=True),
                 client,
                 ssl=self._contexts.current(),
                 ssl_handshake_timeout=self._handshake_timeout,

@@ -131,6 +131,14 @@ def test_an_empty_file_or_users_alone_serve_plain_http(tmp_path: Path) -> None:
             {"tls_server_config": {"cert_file": "a", "key_file": "b", "curve_preferences": ["P1"]}},
             "unknown curve 'P1'",
         ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "min_version": ["TLS12"]}},
+            "unknown TLS version ['TLS12']",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_auth_type": {"a": 1}}},
+            "invalid client_auth_type {'a': 1}",
+        ),
         ({"basic_auth_users": {"alice": "plain-password"}}, "basic_auth_users.alice: not a bcrypt hash"),
         ({"basic_auth_users": {"alice": "$2y$99$" + "a" * 53}}, "basic_auth_users.alice: not a bcrypt hash"),
         ({"http_server_config": {"headers": {"Server": "x"}}}, "HTTP header 'Server' can not be configured"),

@@ -61,6 +61,8 @@ def test_an_unknown_user_costs_a_bcrypt_check_too(checks: list[bytes]) -> None:
     auth = BasicAuth(app, {"prometheus": HASH}, {})
     assert call(auth, "mallory", "secret") == "401 Unauthorized"
     assert len(checks) == 1 and checks[0] != HASH.encode()
+    # At the users' own cost: a check at another cost takes another time, which tells who exists.
+    assert checks[0][4:7] == HASH.encode()[4:7] == b"04$"
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,13 @@ def build_context(settings: TlsSettings) -> ssl.SSLContext:
     context.minimum_version = settings.min_version
     context.maximum_version = settings.max_version
     try:
-        context.load_cert_chain(settings.cert_file, settings.key_file)
+        # Without a password callback OpenSSL asks for a passphrase on the terminal (a start-up that
+        # hangs, or a handshake that does at rotation) or fails with EINVAL when there is none.
+        context.load_cert_chain(settings.cert_file, settings.key_file, password=_no_passphrase)
+    except _EncryptedKey:
+        raise ConfigError(
+            f"{OPTION}: key_file {settings.key_file} is encrypted: give the key without a passphrase"
+        ) from None
     except ssl.SSLError as error:
         raise ConfigError(
             f"{OPTION}: cert_file {settings.cert_file} and key_file {settings.key_file} are not a "
@@ -82,6 +88,14 @@ def build_context(settings: TlsSettings) -> ssl.SSLContext:
     if settings.curve is not None:
         context.set_ecdh_curve(settings.curve)
     return context
+
+
+class _EncryptedKey(Exception):
+    """The key file asks for a passphrase, which the web config format has no place for."""
+
+
+def _no_passphrase() -> bytes:
+    raise _EncryptedKey
 
 
 def _signature(settings: TlsSettings) -> tuple[tuple[int, int, int, int] | None, ...]:

@@ -5,10 +5,13 @@ and a certificate rotated on disk while the server runs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
 import socket
 import ssl
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -292,3 +295,52 @@ def test_a_client_that_leaves_without_reading_frees_its_pipe(pki: Pki, serve: ty
             while True:
                 tls.sendall(request)
     wait_for("the pipe to close", lambda: open_descriptors() <= baseline, 10, 0.05)
+
+
+@pytest.mark.parametrize("says", [b"", b"\x16\x03\x01"], ids=["silent", "a stalled ClientHello"])
+def test_idle_connections_hold_little_tls_state(pki: Pki, says: bytes) -> None:
+    """A TLS connection's state costs about 270 KiB (asyncio reads through a 256 KiB buffer): a
+    client that connects and says nothing must cost its descriptor only, as without TLS, and
+    stalled handshakes no more than ``tls_handshakes`` at once; else a few hundred idle
+    connections exceed a container's memory limit."""
+    server = HttpServer(
+        web_app(), "127.0.0.1", 0, ServerLimits(timeout=1, tls_handshakes=5), tls=settings(pki)
+    )
+    server.start()
+    idle = []
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            idle[-1].sendall(says)
+        # Accepted after the idle ones: once it is answered, the front has taken them all.
+        with client(pki) as http:
+            assert http.get(f"https://127.0.0.1:{server.port}/-/healthy").status_code == 200
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        for sock in idle:
+            sock.close()
+        server.stop()
+    assert grown < 3 * 1024 * 1024, f"{grown / 20 / 1024:.0f} KiB an idle connection"
+
+
+def test_failed_handshakes_leave_no_garbage(pki: Pki, serve: type[Served]) -> None:
+    """Each failed handshake's 256 KiB buffer must be freed as it fails, not left in a reference
+    cycle for the garbage collector: plain HTTP to the TLS port, scanners, a flood of them."""
+    served = serve(settings(pki), users={})
+    tracemalloc.start()
+    gc.disable()  # what is left must not depend on when the collector happens to run
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", served.server.port), timeout=10) as sock:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                with contextlib.suppress(ConnectionResetError):
+                    assert sock.recv(65536) == b""  # the server gave up on it
+        left = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        gc.enable()
+        tracemalloc.stop()
+    assert left < 2 * 1024 * 1024, f"{left / 20 / 1024:.0f} KiB left by each failed handshake"

@@ -27,7 +27,7 @@ from exporter.serving.server import HttpServer, ServerLimits
 from exporter.serving.tls import _Pipe
 from exporter.serving.web import WebApp
 from exporter.serving.web_config import TlsSettings
-from tests.certificates import Pair, Pki, make_pki, make_server_cert
+from tests.certificates import Pair, Pki, make_leaf, make_pki, make_server_cert
 from tests.conftest import exporter_command, free_port, terminate, wait_for
 
 PASSWORD = "correct horse battery staple"
@@ -151,6 +151,18 @@ def test_client_allowed_sans(pki: Pki, serve: type[Served]) -> None:
         assert http.get(allowed.url + "/-/healthy").status_code == 200
         with pytest.raises(httpx.TransportError):
             http.get(refused.url + "/-/healthy")
+
+
+def test_client_allowed_sans_takes_addresses_as_the_toolkit_writes_them(
+    pki: Pki, serve: type[Served], tmp_path: Path
+) -> None:
+    """Go compares an IP SAN in its short form (``2001:db8::1``); Python reports it long and in
+    capitals (``2001:DB8:0:0:0:0:0:1``): a file written for node_exporter must work unchanged."""
+    ipv6 = make_leaf(tmp_path, "ipv6", pki.ca, "clientAuth", "IP:2001:db8::1")
+    verified = {"client_ca_file": pki.ca.cert, "verify_mode": ssl.CERT_REQUIRED}
+    served = serve(settings(pki, **verified, allowed_sans=("2001:db8::1",)), users={})
+    with client(pki, ipv6) as http:
+        assert http.get(served.url + "/-/healthy").status_code == 200
 
 
 def test_min_version_is_honoured(pki: Pki, serve: type[Served]) -> None:

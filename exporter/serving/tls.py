@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import os
 import socket
@@ -375,7 +376,18 @@ class TlsFront:
 
     def _allowed(self, certificate: object) -> bool:
         names = certificate.get("subjectAltName", ()) if isinstance(certificate, dict) else ()
-        return any(value in self._allowed_sans for _, value in names)
+        return any(_san_text(kind, value) in self._allowed_sans for kind, value in names)
+
+
+def _san_text(kind: str, value: str) -> str:
+    """A SAN as the Go toolkit compares it: an IP address in its short form (``2001:db8::1``),
+    where Python's ``getpeercert`` writes IPv6 long and in capitals."""
+    if kind == "IP Address":
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            return value
+    return value
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:

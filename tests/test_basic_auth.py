@@ -4,6 +4,7 @@ htpasswd's ``$2y$`` hashes, unknown users as slow as known ones."""
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterator
 
 import bcrypt
@@ -97,3 +98,13 @@ def test_the_cache_is_bounded_and_keeps_no_password() -> None:
         cache.put(key, True)
     assert [cache.get(key) for key in keys] == [None, None, True, True, True]
     assert all(b"password" not in key for key in keys)
+
+
+def test_a_failed_login_logs_a_bounded_line(caplog: pytest.LogCaptureFixture) -> None:
+    """The user's name comes from the client, up to waitress' 256 KiB of headers: a flood of
+    failed logins must not write that much log each."""
+    auth = BasicAuth(app, {"prometheus": HASH}, {})
+    with caplog.at_level(logging.WARNING):
+        assert call(auth, "m" * 100_000 + "\n", "secret") == "401 Unauthorized"
+    [line] = caplog.messages
+    assert line.startswith("basic auth failed for user 'mmmm") and len(line) < 200

@@ -86,8 +86,9 @@ class BasicAuth:
         if credentials is not None and self.check(*credentials):
             return self._app(environ, with_headers)  # type: ignore[arg-type]
         if credentials is not None:
-            # The user's name, escaped (it comes from the client); never the password.
-            log.warning("basic auth failed for user %r", credentials[0])
+            # The user's name, escaped and cut short (it comes from the client); never the password.
+            user = credentials[0]
+            log.warning("basic auth failed for user %r", user if len(user) <= 64 else user[:64] + "...")
         body = b"Unauthorized\n"
         with_headers(
             "401 Unauthorized",

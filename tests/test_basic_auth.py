@@ -108,3 +108,14 @@ def test_a_failed_login_logs_a_bounded_line(caplog: pytest.LogCaptureFixture) ->
         assert call(auth, "m" * 100_000 + "\n", "secret") == "401 Unauthorized"
     [line] = caplog.messages
     assert line.startswith("basic auth failed for user 'mmmm") and len(line) < 200
+
+
+def test_a_flood_of_wrong_passwords_does_not_evict_the_right_one(checks: list[bytes]) -> None:
+    """Else each flood of guesses makes Prometheus pay bcrypt again, queued behind the guesses."""
+    auth = BasicAuth(app, {"prometheus": HASH}, {})
+    assert call(auth, "prometheus", "secret") == "200 OK"
+    for guess in range(basic_auth.CACHE_SIZE + 1):
+        assert call(auth, "prometheus", f"guess-{guess}") == "401 Unauthorized"
+    checks.clear()
+    assert call(auth, "prometheus", "secret") == "200 OK"
+    assert checks == []

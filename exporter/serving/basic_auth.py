@@ -37,12 +37,14 @@ MAX_PASSWORD_BYTES = 72
 
 
 class VerdictCache:
-    """Whether a (user, hash, password) was right, for the last ``size`` tried; keys are HMACs."""
+    """Whether a (user, hash, password) was right, for the last ``size`` right ones and the last
+    ``size`` wrong ones; keys are HMACs. Kept apart so that a flood of wrong guesses cannot push
+    out the right one, which would make Prometheus pay bcrypt again, queued behind the guesses."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self._size = size
         self._key = secrets.token_bytes(32)
-        self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
+        self._verdicts: dict[bool, OrderedDict[bytes, None]] = {True: OrderedDict(), False: OrderedDict()}
         self._lock = threading.Lock()
 
     def key(self, user: str, hashed: bytes, password: bytes) -> bytes:
@@ -51,17 +53,19 @@ class VerdictCache:
 
     def get(self, key: bytes) -> bool | None:
         with self._lock:
-            verdict = self._verdicts.get(key)
-            if verdict is not None:
-                self._verdicts.move_to_end(key)
-            return verdict
+            for verdict, keys in self._verdicts.items():
+                if key in keys:
+                    keys.move_to_end(key)
+                    return verdict
+            return None
 
     def put(self, key: bytes, verdict: bool) -> None:
         with self._lock:
-            self._verdicts[key] = verdict
-            self._verdicts.move_to_end(key)
-            while len(self._verdicts) > self._size:
-                self._verdicts.popitem(last=False)
+            keys = self._verdicts[verdict]
+            keys[key] = None
+            keys.move_to_end(key)
+            while len(keys) > self._size:
+                keys.popitem(last=False)
 
 
 class BasicAuth:

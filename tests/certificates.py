@@ -86,3 +86,10 @@ def make_pki(directory: Path) -> Pki:
         client=make_leaf(directory, "client", ca, "clientAuth", "DNS:prometheus.example"),
         stranger=make_leaf(directory, "stranger", other, "clientAuth", "DNS:stranger.example"),
     )
+
+
+def encrypted_key(directory: Path, pair: Pair) -> Path:
+    """``pair``'s key under a passphrase, as ``openssl ec -aes256`` writes it."""
+    path = directory / f"{pair.key.stem}-encrypted.key"
+    _openssl("ec", "-in", pair.key, "-aes256", "-passout", "pass:passphrase", "-out", path)
+    return path

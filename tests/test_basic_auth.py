@@ -4,6 +4,7 @@ htpasswd's ``$2y$`` hashes, unknown users as slow as known ones."""
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterator
 
 import bcrypt
@@ -61,6 +62,8 @@ def test_an_unknown_user_costs_a_bcrypt_check_too(checks: list[bytes]) -> None:
     auth = BasicAuth(app, {"prometheus": HASH}, {})
     assert call(auth, "mallory", "secret") == "401 Unauthorized"
     assert len(checks) == 1 and checks[0] != HASH.encode()
+    # At the users' own cost: a check at another cost takes another time, which tells who exists.
+    assert checks[0][4:7] == HASH.encode()[4:7] == b"04$"
 
 
 @pytest.mark.parametrize(
@@ -95,3 +98,24 @@ def test_the_cache_is_bounded_and_keeps_no_password() -> None:
         cache.put(key, True)
     assert [cache.get(key) for key in keys] == [None, None, True, True, True]
     assert all(b"password" not in key for key in keys)
+
+
+def test_a_failed_login_logs_a_bounded_line(caplog: pytest.LogCaptureFixture) -> None:
+    """The user's name comes from the client, up to waitress' 256 KiB of headers: a flood of
+    failed logins must not write that much log each."""
+    auth = BasicAuth(app, {"prometheus": HASH}, {})
+    with caplog.at_level(logging.WARNING):
+        assert call(auth, "m" * 100_000 + "\n", "secret") == "401 Unauthorized"
+    [line] = caplog.messages
+    assert line.startswith("basic auth failed for user 'mmmm") and len(line) < 200
+
+
+def test_a_flood_of_wrong_passwords_does_not_evict_the_right_one(checks: list[bytes]) -> None:
+    """Else each flood of guesses makes Prometheus pay bcrypt again, queued behind the guesses."""
+    auth = BasicAuth(app, {"prometheus": HASH}, {})
+    assert call(auth, "prometheus", "secret") == "200 OK"
+    for guess in range(basic_auth.CACHE_SIZE + 1):
+        assert call(auth, "prometheus", f"guess-{guess}") == "401 Unauthorized"
+    checks.clear()
+    assert call(auth, "prometheus", "secret") == "200 OK"
+    assert checks == []

@@ -13,7 +13,7 @@ import pytest
 from exporter.cli import main
 from exporter.config import ConfigError
 from exporter.serving.web_config import load_web_config, parse_web_config
-from tests.certificates import Pki, make_pki
+from tests.certificates import Pki, encrypted_key, make_pki
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 BASE = ["serve", "--region", "cn-north-4", "--project-id", PROJECT]
@@ -131,6 +131,14 @@ def test_an_empty_file_or_users_alone_serve_plain_http(tmp_path: Path) -> None:
             {"tls_server_config": {"cert_file": "a", "key_file": "b", "curve_preferences": ["P1"]}},
             "unknown curve 'P1'",
         ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "min_version": ["TLS12"]}},
+            "unknown TLS version ['TLS12']",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_auth_type": {"a": 1}}},
+            "invalid client_auth_type {'a': 1}",
+        ),
         ({"basic_auth_users": {"alice": "plain-password"}}, "basic_auth_users.alice: not a bcrypt hash"),
         ({"basic_auth_users": {"alice": "$2y$99$" + "a" * 53}}, "basic_auth_users.alice: not a bcrypt hash"),
         ({"http_server_config": {"headers": {"Server": "x"}}}, "HTTP header 'Server' can not be configured"),
@@ -200,6 +208,17 @@ def write(tmp_path: Path, text: str) -> Path:
                 )
             ),
             "client_ca_file",
+        ),
+        (
+            # OpenSSL would ask for the passphrase on the terminal, or fail with EINVAL without one.
+            lambda tmp, pki: str(
+                write(
+                    tmp,
+                    f"tls_server_config: {{cert_file: {pki.server.cert}, "
+                    f"key_file: {encrypted_key(tmp, pki.server)}}}",
+                )
+            ),
+            "is encrypted",
         ),
         (lambda tmp, pki: str(write(tmp, "basic_auth_users: {alice: secret}")), "not a bcrypt hash"),
     ],

@@ -5,10 +5,13 @@ and a certificate rotated on disk while the server runs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
 import socket
 import ssl
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +27,7 @@ from exporter.serving.server import HttpServer, ServerLimits
 from exporter.serving.tls import _Pipe
 from exporter.serving.web import WebApp
 from exporter.serving.web_config import TlsSettings
-from tests.certificates import Pair, Pki, make_pki, make_server_cert
+from tests.certificates import Pair, Pki, make_leaf, make_pki, make_server_cert
 from tests.conftest import exporter_command, free_port, terminate, wait_for
 
 PASSWORD = "correct horse battery staple"
@@ -150,6 +153,18 @@ def test_client_allowed_sans(pki: Pki, serve: type[Served]) -> None:
             http.get(refused.url + "/-/healthy")
 
 
+def test_client_allowed_sans_takes_addresses_as_the_toolkit_writes_them(
+    pki: Pki, serve: type[Served], tmp_path: Path
+) -> None:
+    """Go compares an IP SAN in its short form (``2001:db8::1``); Python reports it long and in
+    capitals (``2001:DB8:0:0:0:0:0:1``): a file written for node_exporter must work unchanged."""
+    ipv6 = make_leaf(tmp_path, "ipv6", pki.ca, "clientAuth", "IP:2001:db8::1")
+    verified = {"client_ca_file": pki.ca.cert, "verify_mode": ssl.CERT_REQUIRED}
+    served = serve(settings(pki, **verified, allowed_sans=("2001:db8::1",)), users={})
+    with client(pki, ipv6) as http:
+        assert http.get(served.url + "/-/healthy").status_code == 200
+
+
 def test_min_version_is_honoured(pki: Pki, serve: type[Served]) -> None:
     served = serve(settings(pki, min_version=ssl.TLSVersion.TLSv1_3), users={})
     with client(pki) as http:
@@ -268,3 +283,76 @@ def test_serve_with_a_web_config_file(pki: Pki, tmp_path: Path) -> None:
     assert f"serving metrics on https://127.0.0.1:{port}/metrics with basic auth" in err
     assert "basic auth failed for user 'prometheus'" in err
     assert PASSWORD not in out + err and "not-it" not in out + err
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_a_client_that_leaves_without_reading_frees_its_pipe(pki: Pki, serve: type[Served]) -> None:
+    """A client pipelines requests without reading the answers until the server stops reading it,
+    then goes away: both ends of the Unix socket to waitress must close, not wait forever to
+    hand waitress requests nobody will read the answers to."""
+    served = serve(settings(pki), users={})
+    baseline = open_descriptors()
+    request = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n" * 100
+    context = ssl.create_default_context(cafile=str(pki.ca.cert))
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", served.server.port))
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.settimeout(1)
+        with pytest.raises(TimeoutError):  # the server stopped reading: every buffer is full
+            while True:
+                tls.sendall(request)
+    wait_for("the pipe to close", lambda: open_descriptors() <= baseline, 10, 0.05)
+
+
+@pytest.mark.parametrize("says", [b"", b"\x16\x03\x01"], ids=["silent", "a stalled ClientHello"])
+def test_idle_connections_hold_little_tls_state(pki: Pki, says: bytes) -> None:
+    """A TLS connection's state costs about 270 KiB (asyncio reads through a 256 KiB buffer): a
+    client that connects and says nothing must cost its descriptor only, as without TLS, and
+    stalled handshakes no more than ``tls_handshakes`` at once; else a few hundred idle
+    connections exceed a container's memory limit."""
+    server = HttpServer(
+        web_app(), "127.0.0.1", 0, ServerLimits(timeout=1, tls_handshakes=5), tls=settings(pki)
+    )
+    server.start()
+    idle = []
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            idle[-1].sendall(says)
+        # Accepted after the idle ones: once it is answered, the front has taken them all.
+        with client(pki) as http:
+            assert http.get(f"https://127.0.0.1:{server.port}/-/healthy").status_code == 200
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        for sock in idle:
+            sock.close()
+        server.stop()
+    assert grown < 3 * 1024 * 1024, f"{grown / 20 / 1024:.0f} KiB an idle connection"
+
+
+def test_failed_handshakes_leave_no_garbage(pki: Pki, serve: type[Served]) -> None:
+    """Each failed handshake's 256 KiB buffer must be freed as it fails, not left in a reference
+    cycle for the garbage collector: plain HTTP to the TLS port, scanners, a flood of them."""
+    served = serve(settings(pki), users={})
+    tracemalloc.start()
+    gc.disable()  # what is left must not depend on when the collector happens to run
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", served.server.port), timeout=10) as sock:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                with contextlib.suppress(ConnectionResetError):
+                    assert sock.recv(65536) == b""  # the server gave up on it
+        left = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        gc.enable()
+        tracemalloc.stop()
+    assert left < 2 * 1024 * 1024, f"{left / 20 / 1024:.0f} KiB left by each failed handshake"

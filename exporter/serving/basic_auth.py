@@ -5,9 +5,10 @@ Passwords are checked against bcrypt hashes, which cost tens of milliseconds eac
 toolkit does, a verdict is cached so that a scrape every 15 s does not pay that each time; unlike
 the toolkit, the cache key is an HMAC under a key made at start-up, so no password is kept in
 memory in a form that gives it back. The cache is bounded, and checks run one at a time so that a
-flood of wrong passwords takes one core, not all. An unknown user is checked against a fixed hash,
-so that timing does not tell which users exist. The password and the ``Authorization`` header are
-never logged.
+flood of wrong passwords takes one core, not all. An unknown user is checked against a hash of a
+thrown-away password at the configured users' cost (the toolkit's fixed cost 10 tells users hashed
+at 12 from unknown ones), so that timing does not tell which users exist. The password and the
+``Authorization`` header are never logged.
 """
 
 from __future__ import annotations
@@ -33,18 +34,17 @@ log = logging.getLogger(__name__)
 CACHE_SIZE = 100
 # bcrypt reads 72 bytes at most; longer passwords are refused rather than cut (bcrypt 5 raises).
 MAX_PASSWORD_BYTES = 72
-# bcrypt (cost 10, like the usual hashes) of a random password that was thrown away: what an unknown
-# user's password is checked against, so that it takes as long as a known user's.
-_UNKNOWN_USER_HASH = b"$2b$10$XPOSP/dMHAcs.P9eByFQj.CYN8hsFqDWrYbXCoUgvA2JnCmDe4GiG"
 
 
 class VerdictCache:
-    """Whether a (user, hash, password) was right, for the last ``size`` tried; keys are HMACs."""
+    """Whether a (user, hash, password) was right, for the last ``size`` right ones and the last
+    ``size`` wrong ones; keys are HMACs. Kept apart so that a flood of wrong guesses cannot push
+    out the right one, which would make Prometheus pay bcrypt again, queued behind the guesses."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self._size = size
         self._key = secrets.token_bytes(32)
-        self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
+        self._verdicts: dict[bool, OrderedDict[bytes, None]] = {True: OrderedDict(), False: OrderedDict()}
         self._lock = threading.Lock()
 
     def key(self, user: str, hashed: bytes, password: bytes) -> bytes:
@@ -53,17 +53,19 @@ class VerdictCache:
 
     def get(self, key: bytes) -> bool | None:
         with self._lock:
-            verdict = self._verdicts.get(key)
-            if verdict is not None:
-                self._verdicts.move_to_end(key)
-            return verdict
+            for verdict, keys in self._verdicts.items():
+                if key in keys:
+                    keys.move_to_end(key)
+                    return verdict
+            return None
 
     def put(self, key: bytes, verdict: bool) -> None:
         with self._lock:
-            self._verdicts[key] = verdict
-            self._verdicts.move_to_end(key)
-            while len(self._verdicts) > self._size:
-                self._verdicts.popitem(last=False)
+            keys = self._verdicts[verdict]
+            keys[key] = None
+            keys.move_to_end(key)
+            while len(keys) > self._size:
+                keys.popitem(last=False)
 
 
 class BasicAuth:
@@ -73,6 +75,7 @@ class BasicAuth:
     def __init__(self, app: WSGIApplication, users: Mapping[str, str], headers: Mapping[str, str]) -> None:
         self._app = app
         self._users = {user: hashed.encode() for user, hashed in users.items()}
+        self._unknown_user_hash = _unknown_user_hash(self._users.values())
         self._headers = list(headers.items())
         self._cache = VerdictCache()
         self._bcrypt = threading.Lock()
@@ -87,8 +90,9 @@ class BasicAuth:
         if credentials is not None and self.check(*credentials):
             return self._app(environ, with_headers)  # type: ignore[arg-type]
         if credentials is not None:
-            # The user's name, escaped (it comes from the client); never the password.
-            log.warning("basic auth failed for user %r", credentials[0])
+            # The user's name, escaped and cut short (it comes from the client); never the password.
+            user = credentials[0]
+            log.warning("basic auth failed for user %r", user if len(user) <= 64 else user[:64] + "...")
         body = b"Unauthorized\n"
         with_headers(
             "401 Unauthorized",
@@ -102,7 +106,7 @@ class BasicAuth:
 
     def check(self, user: str, password: bytes) -> bool:
         known = user in self._users
-        hashed = self._users.get(user, _UNKNOWN_USER_HASH)
+        hashed = self._users.get(user, self._unknown_user_hash)
         key = self._cache.key(user, hashed, password)
         verdict = self._cache.get(key)
         if verdict is None:
@@ -111,6 +115,15 @@ class BasicAuth:
             verdict = known and matches
             self._cache.put(key, verdict)
         return verdict
+
+
+def _unknown_user_hash(hashes: Iterable[bytes]) -> bytes:
+    """What an unknown user's password is checked against, so that it takes as long as a known
+    user's: bcrypt of a random password, thrown away, at the highest cost among ``hashes``."""
+    costs = [int(hashed[4:6]) for hashed in hashes]  # $2b$12$...: validated when the file was read
+    if not costs:
+        return b""  # no users: nobody is checked
+    return bcrypt.hashpw(secrets.token_hex(16).encode(), bcrypt.gensalt(max(costs)))
 
 
 def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:

@@ -55,6 +55,7 @@ class ServerLimits:
     max_connections: int = 512
     workers: int = 16
     backlog: int = 1024
+    tls_handshakes: int = 128  # at once; the rest wait (see tls.py: each costs about 270 KiB)
     shutdown_timeout: float = 5.0  # for the requests in flight when the server stops
 
 
@@ -112,6 +113,7 @@ class HttpServer:
                 contexts,
                 handshake_timeout=limits.timeout,
                 max_descriptors=descriptors,
+                max_handshakes=limits.tls_handshakes,
                 allowed_sans=tls.allowed_sans,
             )
         try:

@@ -8,6 +8,10 @@ user can reach waitress around TLS). Each bound holds:
 
 - a client silent before or during the handshake is dropped after the server's timeout
   (``ssl_handshake_timeout``); after it, waitress' own read and idle timeouts close the pipe;
+- memory: a TLS connection costs about 270 KiB (asyncio reads it through a 256 KiB buffer), so a
+  connection gets its TLS state only once it has sent something, and at most ``max_handshakes``
+  handshakes run at once (128: 34 MiB); the others wait, holding a descriptor only. Without this,
+  a few hundred idle connections took more memory than the Kubernetes limit (1,600: 600 MiB);
 - at most ``max_descriptors`` descriptors: a connection holds one during its handshake and three
   once piped (its own, and both ends of the Unix socket); at the limit the front stops accepting
   and new connections wait in the backlog, as waitress does, and a finished handshake waits for
@@ -27,6 +31,8 @@ Only asyncio's documented API is used: ``sock_accept``, ``connect_accepted_socke
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import logging
 import os
 import socket
@@ -57,7 +63,13 @@ def build_context(settings: TlsSettings) -> ssl.SSLContext:
     context.minimum_version = settings.min_version
     context.maximum_version = settings.max_version
     try:
-        context.load_cert_chain(settings.cert_file, settings.key_file)
+        # Without a password callback OpenSSL asks for a passphrase on the terminal (a start-up that
+        # hangs, or a handshake that does at rotation) or fails with EINVAL when there is none.
+        context.load_cert_chain(settings.cert_file, settings.key_file, password=_no_passphrase)
+    except _EncryptedKey:
+        raise ConfigError(
+            f"{OPTION}: key_file {settings.key_file} is encrypted: give the key without a passphrase"
+        ) from None
     except ssl.SSLError as error:
         raise ConfigError(
             f"{OPTION}: cert_file {settings.cert_file} and key_file {settings.key_file} are not a "
@@ -81,6 +93,14 @@ def build_context(settings: TlsSettings) -> ssl.SSLContext:
     if settings.curve is not None:
         context.set_ecdh_curve(settings.curve)
     return context
+
+
+class _EncryptedKey(Exception):
+    """The key file asks for a passphrase, which the web config format has no place for."""
+
+
+def _no_passphrase() -> bytes:
+    raise _EncryptedKey
 
 
 def _signature(settings: TlsSettings) -> tuple[tuple[int, int, int, int] | None, ...]:
@@ -124,9 +144,15 @@ class ReloadingContext:
 
 
 class _Pipe(asyncio.Protocol):
-    """One side of a pipe: what it receives goes to the other side, and when one closes both do."""
+    """One side of a pipe: what it receives goes to the other side, and when one closes both do.
 
-    def __init__(self) -> None:
+    The client's side, once lost, aborts waitress' side instead of closing it: what that side still
+    holds are requests of a client that is gone, and waitress, blocked on answers nobody reads,
+    would never take them, so a close that waits for them to go out would hold both ends forever.
+    """
+
+    def __init__(self, *, client: bool = False) -> None:
+        self.client = client
         self.transport: asyncio.Transport | None = None
         self.other: _Pipe | None = None
         self.closed = asyncio.get_running_loop().create_future()
@@ -161,6 +187,8 @@ class _Pipe(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.client and self.other is not None and self.other.transport is not None:
+            self.other.transport.abort()
         self.close_other()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -195,6 +223,7 @@ class TlsFront:
         *,
         handshake_timeout: float,
         max_descriptors: int,
+        max_handshakes: int,
         allowed_sans: tuple[str, ...] = (),
     ) -> None:
         listener.setblocking(False)
@@ -203,6 +232,7 @@ class TlsFront:
         self._contexts = contexts
         self._handshake_timeout = handshake_timeout
         self._max_descriptors = max_descriptors
+        self._max_handshakes = max_handshakes
         self._allowed_sans = set(allowed_sans)
         self._loop = asyncio.new_event_loop()
         self._pipes: set[_Pipe] = set()
@@ -256,6 +286,7 @@ class TlsFront:
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
         descriptors = asyncio.Semaphore(self._max_descriptors)
+        handshakes = asyncio.Semaphore(self._max_handshakes)
         while True:
             # At the limit, stop accepting: new connections wait in the backlog.
             await descriptors.acquire()
@@ -268,7 +299,7 @@ class TlsFront:
                 log.warning("cannot accept a connection: %s", error.strerror or error)
                 await asyncio.sleep(0.1)
                 continue
-            task = loop.create_task(self._serve(client, descriptors))
+            task = loop.create_task(self._serve(client, descriptors, handshakes))
             self._serving.add(task)
             task.add_done_callback(self._served)
 
@@ -276,32 +307,41 @@ class TlsFront:
         self._serving.discard(task)
         self._piping.discard(task)
 
-    async def _serve(self, client: socket.socket, descriptors: asyncio.Semaphore) -> None:
+    async def _serve(
+        self, client: socket.socket, descriptors: asyncio.Semaphore, handshakes: asyncio.Semaphore
+    ) -> None:
         """One connection, which holds one of ``descriptors``; it takes two more to be piped."""
         held = 1
         try:
-            held = await self._handshake_and_pipe(client, descriptors)
+            held = await self._handshake_and_pipe(client, descriptors, handshakes)
         finally:
             for _ in range(held):
                 descriptors.release()
 
-    async def _handshake_and_pipe(self, client: socket.socket, descriptors: asyncio.Semaphore) -> int:
+    async def _handshake_and_pipe(
+        self, client: socket.socket, descriptors: asyncio.Semaphore, handshakes: asyncio.Semaphore
+    ) -> int:
         """How many of ``descriptors`` the connection held, once it is over."""
         loop = asyncio.get_running_loop()
         try:
             # asyncio sets this only on sockets whose proto says TCP, which an accepted one does
             # not: without it, the body after the headers waits for a delayed ACK (40 ms) each answer.
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            transport, front = await loop.connect_accepted_socket(
-                _Pipe,
-                client,
-                ssl=self._contexts.current(),
-                ssl_handshake_timeout=self._handshake_timeout,
-            )
+            await asyncio.wait_for(_readable(loop, client), self._handshake_timeout)
+            async with handshakes:
+                transport, front = await loop.connect_accepted_socket(
+                    functools.partial(_Pipe, client=True),
+                    client,
+                    ssl=self._contexts.current(),
+                    ssl_handshake_timeout=self._handshake_timeout,
+                )
         except (OSError, asyncio.TimeoutError) as error:
             # A plain-HTTP request, a client without the certificate asked for, a scanner: no
             # more than a debug line each, since anyone can cause them.
             log.debug("TLS handshake failed: %s", error)
+            # The traceback's frames hold the failed connection's 256 KiB buffer in a cycle that
+            # only the garbage collector breaks: without this, 400 failed handshakes kept 100 MiB.
+            error.__traceback__ = None
             client.close()
             return 1
         if self._allowed_sans and not self._allowed(transport.get_extra_info("peercert")):
@@ -336,4 +376,30 @@ class TlsFront:
 
     def _allowed(self, certificate: object) -> bool:
         names = certificate.get("subjectAltName", ()) if isinstance(certificate, dict) else ()
-        return any(value in self._allowed_sans for _, value in names)
+        return any(_san_text(kind, value) in self._allowed_sans for kind, value in names)
+
+
+def _san_text(kind: str, value: str) -> str:
+    """A SAN as the Go toolkit compares it: an IP address in its short form (``2001:db8::1``),
+    where Python's ``getpeercert`` writes IPv6 long and in capitals."""
+    if kind == "IP Address":
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            return value
+    return value
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Returns once ``sock`` has something to read (or is closed), without reading it."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())

@@ -177,7 +177,7 @@ def _tls_settings(section: Mapping[str, Any], base: Path) -> TlsSettings:
             f"{OPTION}: client_auth_type {auth} (a certificate taken without verifying it) is not "
             "supported by Python's ssl: use VerifyClientCertIfGiven or RequireAndVerifyClientCert"
         )
-    if auth not in CLIENT_AUTH:
+    if not isinstance(auth, str) or auth not in CLIENT_AUTH:  # a list or mapping cannot be looked up
         raise ConfigError(f"{OPTION}: invalid client_auth_type {auth!r} (one of {', '.join(CLIENT_AUTH)})")
     verify_mode = CLIENT_AUTH[auth]
     if ca and verify_mode == ssl.CERT_NONE:
@@ -211,7 +211,7 @@ def _tls_settings(section: Mapping[str, Any], base: Path) -> TlsSettings:
 def _version(value: object, key: str, default: ssl.TLSVersion) -> ssl.TLSVersion:
     if value is None:
         return default
-    if value not in VERSIONS:
+    if not isinstance(value, str) or value not in VERSIONS:  # a list or mapping cannot be looked up
         raise ConfigError(f"{OPTION}: unknown TLS version {value!r} in {key} (one of {', '.join(VERSIONS)})")
     return VERSIONS[str(value)]
 

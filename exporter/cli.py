@@ -27,6 +27,8 @@ from exporter.command_options import (
     wait_for_termination,
 )
 from exporter.config import (
+    AUTH_METHODS,
+    DEFAULT_METADATA_ENDPOINT,
     LISTING_MODES,
     ApiSettings,
     Config,
@@ -108,7 +110,7 @@ api_options = compose(
     option(
         "--auth.method",
         "auth_method",
-        type=click.Choice(["auto", "aksk", "token", "iam", "metadata", "oidc"]),
+        type=click.Choice(AUTH_METHODS),
         default="auto",
         help="auto: a CCE workload identity (HUAWEICLOUD_SDK_IDP_ID), AK/SK from HUAWEICLOUD_SDK_* or the "
         "SDK credentials file, a static token, IAM, then the ECS metadata service.",
@@ -116,7 +118,7 @@ api_options = compose(
     option(
         "--auth.metadata-endpoint",
         "metadata_endpoint",
-        default="http://169.254.169.254",
+        default=DEFAULT_METADATA_ENDPOINT,
         help="ECS/BMS metadata service that hands out the instance agency's temporary keys.",
     ),
     option(

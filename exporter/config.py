@@ -57,6 +57,13 @@ def parse_listen_address(text: str, option: str = "--web.listen-address") -> tup
     return host, int(port_text)
 
 
+# The ways --auth.method knows to get credentials (cloud.credentials resolves them).
+AUTH_METHODS = ("auto", "aksk", "token", "iam", "metadata", "oidc")
+
+# The ECS/BMS metadata service, at the link-local address every instance reaches it on.
+DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"
+
+
 def check_endpoint(url: str, option: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -34,7 +34,6 @@ from typing import Any
 import yaml
 
 from exporter.cloud.credentials import (
-    DEFAULT_METADATA_ENDPOINT,
     FLAG_METADATA_ENDPOINT,
     AkSkCredentials,
     Credentials,
@@ -44,7 +43,14 @@ from exporter.cloud.credentials import (
     _read_text,  # the one reader of secret files: it warns about loose permissions
     metadata_credentials,
 )
-from exporter.config import Config, ConfigError, check_endpoint, check_project_id, check_region
+from exporter.config import (
+    DEFAULT_METADATA_ENDPOINT,
+    Config,
+    ConfigError,
+    check_endpoint,
+    check_project_id,
+    check_region,
+)
 
 TOP_KEYS = ("targets", "credentials")
 TARGET_KEYS = ("region", "project_id", "endpoint", "iam_endpoint", "credentials")

@@ -27,7 +27,7 @@ import httpx
 
 from exporter.cloud.errors import AuthError
 from exporter.cloud.providers import MetadataKeys, TemporaryKey
-from exporter.config import ConfigError, check_endpoint
+from exporter.config import AUTH_METHODS, DEFAULT_METADATA_ENDPOINT, ConfigError, check_endpoint
 
 log = logging.getLogger("exporter.cloud.credentials")
 
@@ -49,8 +49,6 @@ FLAG_IAM_DOMAIN = "--iam.domain"
 FLAG_IAM_PASSWORD_FILE = "--iam.password-file"
 FLAG_METADATA_ENDPOINT = "--auth.metadata-endpoint"
 
-METHODS = ("auto", "aksk", "token", "iam", "metadata", "oidc")
-DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"
 # Asking the metadata service at start-up: a host with none (a laptop, a pod without host
 # network) must not hold the start for long. The SDK allows 3 s to connect and 3 s to read.
 METADATA_PROBE_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
@@ -123,7 +121,7 @@ def resolve_credentials(
     metadata_endpoint: str | None = None,
     metadata_http: httpx.Client | None = None,
 ) -> Credentials:
-    """The credentials for ``method`` (one of ``METHODS``).
+    """The credentials for ``method`` (one of ``AUTH_METHODS``).
 
     ``auto`` takes the first complete source, in the SDK's order where the SDK has one: a workload
     identity, AK/SK (environment, then the SDK credentials file), then a static token, then an IAM
@@ -131,8 +129,8 @@ def resolve_credentials(
     so that library callers never reach out to 169.254.169.254 by surprise). ``metadata_http``
     asks it (default: a client with ``METADATA_PROBE_TIMEOUT``).
     """
-    if method not in METHODS:
-        raise ConfigError(f"--auth.method: {method!r} is not one of {', '.join(METHODS)}")
+    if method not in AUTH_METHODS:
+        raise ConfigError(f"--auth.method: {method!r} is not one of {', '.join(AUTH_METHODS)}")
     if method == "oidc":
         return _oidc(env)
     if method == "metadata":

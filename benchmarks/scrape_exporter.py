@@ -35,6 +35,8 @@ from exporter.cloud.auth import AkSkAuth
 from exporter.cloud.client import OPERATION
 from exporter.cloud.credentials import AkSkCredentials
 from exporter.config import ApiSettings, Config, ScrapeSettings
+from exporter.listing.fold import ListingFold
+from exporter.listing.reading import CompleteListing
 from exporter.store import TaskStore
 from exporter.tasks import parse_page
 
@@ -168,7 +170,7 @@ def measure_parse_and_fold(store: TaskStore, bodies: list[bytes]) -> dict[str, A
     rounds = max(MIN_PARSE_ROUNDS, math.ceil(PARSE_ROUNDS_TASKS / max(1, tasks)))
     decodes, parses, folds = [], [], []
     for _ in range(rounds):
-        builder = store.start_listing(time.time())
+        listing = CompleteListing(ListingFold(), store, time.time())
         decode = parse = fold = 0.0
         for index, body in enumerate(bodies):
             t0 = time.thread_time()
@@ -176,11 +178,12 @@ def measure_parse_and_fold(store: TaskStore, bodies: list[bytes]) -> dict[str, A
             t1 = time.thread_time()
             page = parse_page(index * PAGE_SIZE, body)
             t2 = time.thread_time()
-            builder.add(page)
+            for task in listing.fold.add(page):
+                listing.observe(task)
             t3 = time.thread_time()
             decode, parse, fold = decode + (t1 - t0), parse + (t2 - t1), fold + (t3 - t2)
         t4 = time.thread_time()
-        builder.finish()
+        listing.snapshot(listing.fold.result())
         fold += time.thread_time() - t4
         decodes.append(decode)
         parses.append(parse)

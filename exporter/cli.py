@@ -57,6 +57,7 @@ option = env_option(ENV_PREFIX)
 # The defaults shown by --help and used when an option is left out are the config's own.
 _SCRAPE, _SERIES, _WEB = ScrapeSettings(), SeriesSettings(), WebSettings()
 _LISTING = ListingSettings()
+_DEFAULT_TIMEOUT = format_duration(_SCRAPE.timeout)
 DEFAULT_LISTEN_ADDRESS = f"{_WEB.host}:{_WEB.port}"
 
 # Old spellings from before every flag had a dotted namespace: still read, hidden from --help.
@@ -472,10 +473,12 @@ def once(**options: Any) -> None:
 
     from exporter.app import Exporter
 
-    # One complete listing: there is no next pass for an incremental one to save calls in.
-    setups = tuple(
-        replace(s, config=replace(s.config, listing=replace(s.config.listing, mode="full"))) for s in setups
-    )
+    # One complete listing: there is no next pass for an incremental one to save calls in. With no
+    # --scrape.timeout, its deadline fits the project's size (docs/incremental-listing.md, "Modes").
+    # (An old flag's value has been moved onto the option by now: then it is not the default.)
+    source = click.get_current_context().get_parameter_source("scrape_timeout")
+    fit = source in (None, ParameterSource.DEFAULT) and options["scrape_timeout"] == _DEFAULT_TIMEOUT
+    setups = tuple(replace(s, config=_once_config(s.config, fit=fit)) for s in setups)
     exporter = Exporter(setups[0].config, targets=setups, runtime_metrics=False)
     try:
         views = exporter.list_targets_once()
@@ -489,11 +492,25 @@ def once(**options: Any) -> None:
     failed = [view for view in views if not view.up]
     for view in failed:
         reason, detail = view.last_error or ("unknown", "")
+        if reason == "timeout" and "--scrape.timeout" not in detail:
+            allowed = format_duration(setups[0].config.scrape.timeout)
+            detail += f"; give it longer with --scrape.timeout (it had {allowed})"
         # The project is named only when there are several: one target's line stays as it was.
         which = f" for project {view.project_id}" if len(views) > 1 else ""
         click.echo(f"vod-exporter: listing failed{which} ({reason}): {one_line(detail)}", err=True)
     if failed:
         sys.exit(1)
+
+
+# The longest ``once`` waits for a listing when no --scrape.timeout is given: its deadline is then
+# fitted to the project's size, up to this.
+ONCE_LONGEST = 900.0
+
+
+def _once_config(config: Config, *, fit: bool) -> Config:
+    listing = replace(config.listing, mode="full", fit_deadline=fit)
+    scrape = replace(config.scrape, timeout=ONCE_LONGEST) if fit else config.scrape
+    return replace(config, listing=listing, scrape=scrape)
 
 
 def _nothing_to_reload() -> str:

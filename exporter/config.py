@@ -189,6 +189,9 @@ class ScrapeSettings:
 LISTING_MODES = ("auto", "incremental", "full")
 
 
+FIT_SLACK = 10.0  # seconds a deadline fitted to a project's size allows beyond twice its calls' time
+
+
 @dataclass(frozen=True)
 class ListingSettings:
     """How listings are made (docs/incremental-listing.md, "Modes")."""
@@ -196,6 +199,9 @@ class ListingSettings:
     mode: str = "auto"  # incremental passes once the order is verified; complete listings otherwise
     reconcile_interval: float = 6 * 3600.0  # a complete listing in the background, this often
     sync_rate_share: float = 0.5  # of --api.rate-limit, for background complete listings
+    # ``once`` with no --scrape.timeout: the deadline, from the first page on, is what the listing
+    # needs at the rate limit, twice over, plus ``FIT_SLACK`` seconds.
+    fit_deadline: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in LISTING_MODES:

@@ -1,9 +1,11 @@
 """What the exporter knows: the last listing's aggregates and the events seen while watching.
 
-``ListingBuilder`` folds pages into aggregates as they arrive and keeps only the bounded set of
-tasks that get per-task series. ``FinishedTaskTracker`` turns successive listings into events
-(created, finished) that are each counted once. ``TaskStore`` holds both, plus the listing health,
-and hands the collector an immutable ``StoreView``.
+A listing ends in a ``Snapshot`` (built by ``listing.known.snapshot_of``, the one place statuses
+are counted) and the events its tasks showed, staged in a ``TrackerPass``; ``record_listing`` is the
+one way either enters the store. ``SeriesPicker`` keeps the bounded set of tasks that get per-task
+series, ``FinishedTaskTracker`` turns successive listings into events (created, finished) that are
+each counted once, and ``TaskStore`` holds them with the listing health and hands the collector an
+immutable ``StoreView``.
 """
 
 from __future__ import annotations
@@ -12,18 +14,14 @@ import heapq
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from exporter.config import SeriesSettings
-from exporter.failures import InconsistentListing
 from exporter.histogram import BucketCounts, HistogramSnapshot
-from exporter.known import KnownTasks
-from exporter.tasks import FINISHED_STATUSES, OTHER_STATUS, PROCESSING, WAITING, Page, StatusCounts, Task
+from exporter.tasks import FINISHED_STATUSES, OTHER_STATUS, PROCESSING, WAITING, Task
 
 OLDEST_TRACKED_STATUSES = (WAITING, PROCESSING)
-
-_REPEATED_PAGES_LIMIT = 2
 
 
 @dataclass(frozen=True)
@@ -180,122 +178,6 @@ class SeriesPicker:
         return series, self._candidates - len(series)
 
 
-def snapshot_of_known(
-    known: KnownTasks, recently_finished: Iterable[Task], settings: SeriesSettings, now: float
-) -> Snapshot:
-    """The snapshot an incremental pass publishes: counts from what is known, per-task series
-    from the open tasks and the recently finished ones remembered."""
-    counts = StatusCounts()
-    for status, count in known.finished.items():
-        counts.add(status, count)
-    oldest = OldestOpen()
-    series = SeriesPicker(settings, now)
-    for _, task in known.open.values():
-        counts.add(task.status)
-        oldest.add(task)
-        series.offer(task)
-    for task in recently_finished:
-        series.offer(task)
-    capped = counts.capped()
-    picked, dropped = series.picked(capped)
-    return Snapshot(
-        taken_at=now,
-        counts=capped,
-        reported_total=known.total,
-        invalid=known.invalid,
-        oldest_created=oldest.times(),
-        series_tasks=picked,
-        series_dropped=dropped,
-    )
-
-
-class ListingBuilder:
-    """Folds pages into a ``Snapshot`` as they arrive."""
-
-    def __init__(self, settings: SeriesSettings, now: float, tracker: FinishedTaskTracker) -> None:
-        self._settings = settings
-        self._now = now
-        self._tracker = tracker
-        self._tracker_pass = tracker.begin(now)
-        self._counts = StatusCounts()
-        # Hashes, not ids: a listing of 100k tasks costs ~4 MB, not ~12. Two ids with one 64-bit
-        # hash (odds ~3e-10 at 100k tasks) would make one listing inconsistent, never miscounted.
-        self._seen: set[int] = set()
-        self._duplicates = 0
-        self._repeated_pages = 0  # pages that held nothing but tasks already read
-        self._invalid = 0
-        self._totals: set[int] = set()
-        self._oldest = OldestOpen()
-        self._series = SeriesPicker(settings, now)
-
-    def add(self, page: Page) -> None:
-        """Fold one page in. Raises ``InconsistentListing`` at once for a page that cannot be
-        part of a real listing, so that paging stops before it spends the quota on more."""
-        self._totals.add(page.total)
-        self._invalid += page.invalid
-        fresh = 0
-        seen, fold = self._seen, self._fold
-        for task in page.tasks:
-            key = hash(task.task_id)
-            if key in seen:
-                self._duplicates += 1
-                continue
-            seen.add(key)
-            fresh += 1
-            fold(task)
-        if fresh or page.invalid:
-            return
-        if not page.tasks and page.offset < page.total:
-            raise InconsistentListing(
-                f"the page at offset {page.offset} is empty although the API reported {page.total} tasks"
-            )
-        if page.tasks:
-            # Drift moves a few tasks across a page boundary, which can leave the last page with
-            # nothing new; a second such page is an API that repeats itself (a bogus total over
-            # the same tasks), which no number of further pages would make add up.
-            self._repeated_pages += 1
-            if self._repeated_pages >= _REPEATED_PAGES_LIMIT:
-                raise InconsistentListing(
-                    f"{self._repeated_pages} pages (the last at offset {page.offset}) hold only tasks "
-                    f"already read although the API reported {page.total} tasks"
-                )
-
-    def _fold(self, task: Task) -> None:
-        self._counts.add(task.status)
-        self._oldest.add(task)
-        self._tracker.observe(self._tracker_pass, task)
-        self._series.offer(task)
-
-    def finish(self) -> Snapshot:
-        """The snapshot, or ``InconsistentListing`` when the pages do not add up."""
-        distinct = len(self._seen) + self._invalid
-        if len(self._totals) > 1:
-            raise InconsistentListing(
-                f"the API's total changed while paging ({min(self._totals)} to {max(self._totals)})"
-            )
-        reported = next(iter(self._totals), 0)
-        if distinct != reported:
-            raise InconsistentListing(
-                f"read {distinct} distinct tasks ({self._duplicates} repeated) "
-                f"but the API reports {reported}: tasks changed while paging"
-            )
-        counts = self._counts.capped()
-        series, dropped = self._series.picked(counts)
-        return Snapshot(
-            taken_at=self._now,
-            counts=counts,
-            reported_total=reported,
-            invalid=self._invalid,
-            oldest_created=self._oldest.times(),
-            series_tasks=series,
-            series_dropped=dropped,
-        )
-
-    @property
-    def tracker_pass(self) -> TrackerPass:
-        return self._tracker_pass
-
-
 @dataclass(frozen=True)
 class ListingFacts:
     """How the last published snapshot was made (docs/incremental-listing.md, "Metrics")."""
@@ -315,6 +197,7 @@ class ListingHealth:
     reconciliations: int = 0
     reconciliation_mismatches: int = 0
     sync_progress: float | None = None  # of a running background complete listing
+    last_agreement: float | None = None  # when the state last agreed with a complete listing
 
 
 @dataclass(frozen=True)
@@ -355,31 +238,36 @@ class TaskStore:
         self._reconciliations = 0
         self._reconciliation_mismatches = 0
         self._sync_progress: float | None = None
+        self._last_agreement: float | None = None
 
     @property
     def settings(self) -> SeriesSettings:
         return self._settings
 
-    def start_listing(self, now: float) -> ListingBuilder:
-        return ListingBuilder(self._settings, now, self._tracker)
-
     def begin_tracking(self, now: float) -> TrackerPass:
-        """Events of a pass that reads only some tasks (an incremental pass): ``observe`` each."""
+        """The events of one listing: ``observe`` each task it read, then hand the pass to
+        ``record_listing``, which applies them only if the listing is published."""
         return self._tracker.begin(now)
 
     def observe(self, tracker_pass: TrackerPass, task: Task) -> None:
         self._tracker.observe(tracker_pass, task)
 
-    def record_success(
+    def record_listing(
         self,
         snapshot: Snapshot,
         tracker_pass: TrackerPass,
         duration: float,
         facts: ListingFacts | None = None,
+        *,
+        agreed_at: float | None = None,
     ) -> None:
+        """The one way a finished listing enters the store. ``agreed_at``: the published state
+        comes from (or was checked against) a complete listing made at that moment."""
         with self._lock:
             if facts is not None:
                 self._listing_facts = facts
+            if agreed_at is not None:
+                self._last_agreement = agreed_at
             self._sync_progress = None
             self._tracker.commit(tracker_pass)
             self._created += tracker_pass.created
@@ -439,5 +327,6 @@ class TaskStore:
                     reconciliations=self._reconciliations,
                     reconciliation_mismatches=self._reconciliation_mismatches,
                     sync_progress=self._sync_progress,
+                    last_agreement=self._last_agreement,
                 ),
             )

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 
-from exporter.known import KnownTasks, Order
-from exporter.listing.complete import KnownTasksBuilder
+from exporter.listing.fold import ListingFold
+from exporter.listing.known import KnownTasks, Order
 from exporter.tasks import FAILED, PROCESSING, SUCCEED, WAITING, Page, PageRequest, Task
 
 T0 = 1_800_000_000.0
@@ -73,10 +73,11 @@ class Listing:
 
     # The client's interface, as the listing strategy uses it.
 
-    def iter_pages(self, deadline: Callable[[], float]) -> Generator[Page, None, None]:
-        total = len(self.tasks)
-        for offset in range(0, max(total, 1), 100):
-            yield self.page(PageRequest(offset, 100))
+    def stream_pages(
+        self, requests: Iterable[PageRequest], deadline: Callable[[], float]
+    ) -> Generator[Page, None, None]:
+        for request in requests:
+            yield self.page(request)
 
     def fetch_pages(self, requests: Sequence[PageRequest], deadline: Callable[[], float]) -> list[Page]:
         return self.pages(requests)
@@ -85,11 +86,14 @@ class Listing:
         return self.lookups(task_ids)
 
     def complete(self) -> KnownTasks:
-        builder = KnownTasksBuilder()
-        listed = self.listed()
-        for offset in range(0, len(listed), 100):
-            builder.add(Page(offset, len(listed), listed[offset : offset + 100], 0))
-        return builder.finish(len(listed))
+        """What a complete listing of it now knows (the calls it takes are not counted)."""
+        calls = self.calls
+        fold = ListingFold(self.order)
+        while requests := fold.next_requests(100):
+            for request in requests:
+                fold.add(self.page(request))
+        self.calls = calls
+        return fold.result()
 
 
 def make(serial: int, status: str, created: float) -> Task:

@@ -29,7 +29,7 @@ from exporter.cloud.errors import (
 )
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import ApiSettings
-from exporter.tasks import PageRequest
+from exporter.tasks import Page, PageRequest
 from tests.conftest import TASKS_URL, body, error_body, record
 
 
@@ -53,6 +53,14 @@ def serve_listing(mock: respx.MockRouter, count: int) -> respx.Route:
     return mock.get(TASKS_URL).mock(side_effect=page)
 
 
+def list_all(client: VodClient, deadline: float) -> list[Page]:
+    """Every page of the listing as a complete listing reads them: the first page, which tells the
+    total, then the rest at once."""
+    (first,) = client.stream_pages([PageRequest(0, 100)], deadline)
+    rest = (PageRequest(offset, 100) for offset in range(100, first.total, 100))
+    return [first, *client.stream_pages(rest, deadline)]
+
+
 def far_deadline() -> float:
     return time.monotonic() + 60
 
@@ -64,7 +72,7 @@ def test_pages_through_every_task_with_one_call_per_page(
     client, stats = make_client(api_settings)
     with respx.mock(assert_all_called=False) as mock:
         route = serve_listing(mock, count)
-        pages = list(client.iter_pages(far_deadline()))
+        pages = list_all(client, far_deadline())
     ids = [task.task_id for page in pages for task in page.tasks]
     assert len(ids) == count and len(set(ids)) == count
     assert route.call_count == calls
@@ -108,7 +116,7 @@ def test_error_answers_become_typed_errors_with_code_and_request_id(
     with respx.mock() as mock:
         mock.get(TASKS_URL).respond(status, content=content, headers={"X-Request-Id": "rid-42"})
         with pytest.raises(error_class) as caught:
-            list(client.iter_pages(far_deadline()))
+            list_all(client, far_deadline())
     assert caught.value.error_code == code
     assert caught.value.status == status
     assert caught.value.request_id == "rid-42"
@@ -121,7 +129,7 @@ def test_request_id_falls_back_to_the_body(api_settings: ApiSettings) -> None:
     with respx.mock() as mock:
         mock.get(TASKS_URL).respond(400, content=error_body("VOD.10053", "bad", request_id="from-body"))
         with pytest.raises(BadResponseError) as caught:
-            list(client.iter_pages(far_deadline()))
+            list_all(client, far_deadline())
     assert caught.value.request_id == "from-body"
 
 
@@ -131,7 +139,7 @@ def test_client_errors_are_never_retried(api_settings: ApiSettings, status: int)
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).respond(status, content=error_body("APIGW.0301", "no"))
         with pytest.raises(ApiError):
-            list(client.iter_pages(far_deadline()))
+            list_all(client, far_deadline())
     assert route.call_count == 1
 
 
@@ -154,7 +162,7 @@ def test_transient_failures_are_retried(
         route = mock.get(TASKS_URL).mock(
             side_effect=[failure, httpx.Response(200, content=body([record(1)]))]
         )
-        pages = list(client.iter_pages(far_deadline()))
+        pages = list_all(client, far_deadline())
     assert route.call_count == 2
     assert [t.task_id for t in pages[0].tasks] == ["task-000001"]
 
@@ -177,7 +185,7 @@ def test_retries_stop_after_the_configured_number(
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).mock(side_effect=[failure] * 10)
         with pytest.raises(error_class):
-            list(client.iter_pages(far_deadline()))
+            list_all(client, far_deadline())
     assert route.call_count == 4
     assert stats.requests() == {("list_editing_tasks", code): 4}
 
@@ -193,7 +201,7 @@ def test_a_429_halves_the_request_rate(api_settings: ApiSettings) -> None:
                 httpx.Response(200, content=body([])),
             ]
         )
-        list(client.iter_pages(far_deadline()))
+        list_all(client, far_deadline())
     assert limiter.rate < 8
 
 
@@ -203,7 +211,7 @@ def test_backoff_that_would_pass_the_deadline_reports_the_cause(api_settings: Ap
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).respond(429, content=error_body("APIGW.0308", "throttled"))
         with pytest.raises(ThrottledError):
-            list(client.iter_pages(time.monotonic() + 5))
+            list_all(client, time.monotonic() + 5)
     assert route.call_count == 1
 
 
@@ -225,7 +233,7 @@ def test_the_deadline_ends_a_stalled_listing_in_time(api_settings: ApiSettings, 
             mock.get(TASKS_URL).mock(side_effect=page)
             started = time.monotonic()
             with pytest.raises(DeadlineExceeded):
-                list(client.iter_pages(started + 0.3))
+                list_all(client, started + 0.3)
             assert time.monotonic() - started < 5
     finally:
         release.set()
@@ -257,7 +265,7 @@ def test_pages_after_the_first_are_fetched_concurrently_within_the_bound(api_set
     client, _ = make_client(settings)
     with respx.mock() as mock:
         mock.get(TASKS_URL).mock(side_effect=page)
-        pages = list(client.iter_pages(far_deadline()))
+        pages = list_all(client, far_deadline())
     assert sum(len(p.tasks) for p in pages) == 1_000
     assert peak == 4
     client.close()
@@ -268,7 +276,7 @@ def test_a_malformed_body_is_not_retried(api_settings: ApiSettings) -> None:
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).respond(200, content=b"{truncated")
         with pytest.raises(BadResponseError):
-            list(client.iter_pages(far_deadline()))
+            list_all(client, far_deadline())
     assert route.call_count == 1
 
 
@@ -307,7 +315,7 @@ def test_an_answer_that_drips_in_is_cut_off_at_the_deadline() -> None:
         client, _ = make_client(ApiSettings(endpoint=url, project_id="p1", rate_limit=0, max_retries=0))
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded):
-            list(client.iter_pages(started + 0.5))
+            list_all(client, started + 0.5)
         assert time.monotonic() - started < 5
         client.close()
 
@@ -322,7 +330,7 @@ def test_our_own_slowed_limit_is_neither_retried_nor_a_reason_to_slow_down(api_s
             + [httpx.Response(200, content=body([]))] * 5
         )
         with pytest.raises(ThrottledError, match="slowed down by 429s"):
-            list(client.iter_pages(time.monotonic() + 0.5))
+            list_all(client, time.monotonic() + 0.5)
     assert route.call_count == 1  # the retry found no slot before the deadline
     assert limiter.rate == 0.5  # halved once, for the one 429 the API sent
 
@@ -358,7 +366,7 @@ def test_queries_go_out_in_the_signatures_canonical_form(api_settings: ApiSettin
 
     with respx.mock() as mock:
         route = mock.get(TASKS_URL).mock(side_effect=answer)
-        list(client.iter_pages(far_deadline()))
+        list_all(client, far_deadline())
         client.fetch_tasks(["a b+c"], far_deadline())
     assert sorted(call.request.url.query for call in route.calls) == [
         b"limit=100&offset=0",
@@ -430,7 +438,7 @@ def test_an_unusable_body_is_a_bad_response_and_is_billed(kind: str, message: st
     with raw_server(unusable) as url:
         client, stats = make_client(ApiSettings(endpoint=url, project_id="p1", rate_limit=0, max_retries=0))
         with pytest.raises(BadResponseError, match=message):
-            list(client.iter_pages(time.monotonic() + 10))
+            list_all(client, time.monotonic() + 10)
         client.close()
     assert stats.requests() == {("list_editing_tasks", "200"): 1}
 
@@ -439,7 +447,7 @@ def test_pages_ask_for_gzip_only(api_settings: ApiSettings) -> None:
     client, _ = make_client(api_settings)
     with respx.mock() as mock:
         route = serve_listing(mock, 1)
-        list(client.iter_pages(far_deadline()))
+        list_all(client, far_deadline())
     assert route.calls[0].request.headers["Accept-Encoding"] == "gzip"
     client.close()
 
@@ -450,7 +458,7 @@ def test_a_403_names_the_project_and_the_permission(api_settings: ApiSettings) -
     with respx.mock() as mock:
         mock.get(TASKS_URL).respond(403, content=error_body("APIGW.0302", message, request_id="rid-7"))
         with pytest.raises(AuthError) as caught:
-            list(client.iter_pages(far_deadline()))
+            list_all(client, far_deadline())
     assert str(caught.value) == (
         f"HTTP 403 APIGW.0302: {message} (request id rid-7); check that --project-id "
         f"{api_settings.project_id} is the project of this region, and that the user has the "
@@ -469,7 +477,7 @@ def test_a_host_that_does_not_resolve_is_named_with_a_hint(
     monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
     client, _ = make_client(replace(api_settings, max_retries=0))
     with pytest.raises(NetworkError) as caught:
-        list(client.iter_pages(far_deadline()))
+        list_all(client, far_deadline())
     assert str(caught.value) == (
         "cannot reach vod.cn-north-4.myhuaweicloud.com: ConnectError: [Errno -2] Name or service "
         "not known; the host name does not resolve: check --region and --endpoint"
@@ -482,7 +490,7 @@ def test_a_refused_connection_names_the_host(api_settings: ApiSettings) -> None:
     with respx.mock() as mock:
         mock.get(TASKS_URL).mock(side_effect=httpx.ConnectError("[Errno 111] Connection refused"))
         with pytest.raises(NetworkError) as caught:
-            list(client.iter_pages(far_deadline()))
+            list_all(client, far_deadline())
     assert str(caught.value) == (
         "cannot reach vod.cn-north-4.myhuaweicloud.com: ConnectError: [Errno 111] Connection refused"
     )

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -18,6 +19,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter.cloud.api_metrics import ApiRequestStats
 from exporter.config import SeriesSettings
+from exporter.listing.fold import ListingFold
+from exporter.listing.reading import CompleteListing
 from exporter.serving.collector import MissedDeadline, VodCollector
 from exporter.store import TaskStore
 from exporter.tasks import parse_page
@@ -49,14 +52,18 @@ def fixed_store() -> TaskStore:
         {"task_id": "bad", "status": "WAITING", "progress": 500, "create_time": "2026-11-28T09:00:00Z"},
     ]
     for now, records in ((NOW - 60, first), (NOW, second)):
-        builder = store.start_listing(now)
-        builder.add(parse_page(0, body(records)))
-        store.record_success(builder.finish(), builder.tracker_pass, 0.25)
+        publish(store, records, now, 0.25)
     store.record_failure("throttled", 1.5, "HTTP 429")
-    builder = store.start_listing(NOW)
-    builder.add(parse_page(0, body(second)))
-    store.record_success(builder.finish(), builder.tracker_pass, 0.5)
+    publish(store, second, NOW, 0.5)
     return store
+
+
+def publish(store: TaskStore, records: list[Any], now: float, duration: float) -> None:
+    """One complete listing of ``records`` (one page), as the strategy publishes it."""
+    complete = CompleteListing(ListingFold(), store, now)
+    for task in complete.fold.add(parse_page(0, body(records))):
+        complete.observe(task)
+    store.record_listing(complete.snapshot(complete.fold.result()), complete.tracker, duration, agreed_at=now)
 
 
 def fixed_stats() -> ApiRequestStats:

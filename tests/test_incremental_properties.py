@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.known import KnownTasks, Order
-from exporter.listing.complete import KnownTasksBuilder
-from exporter.listing.incremental import PassRejected, run_pass
-from exporter.listing.sync import SyncByAge
+from exporter.listing.fold import ListingFold
+from exporter.listing.incremental import run_pass
+from exporter.listing.known import KnownTasks, Order, PassRejected
 from exporter.tasks import FAILED, PROCESSING, SUCCEED, WAITING, Page, PageRequest, Task
 from tests.fake_listing import T0, make
 
@@ -88,14 +87,15 @@ class Api:
         return answers
 
     def complete(self) -> KnownTasks:
-        builder = KnownTasksBuilder()
+        fold = ListingFold(self.order)
         listed = self.listed()
-        for offset in range(0, len(listed), 100):
-            records = listed[offset : offset + 100]
-            tasks = [task for task in records if task.task_id not in self.malformed]
-            invalid_at = tuple(i for i, task in enumerate(records) if task.task_id in self.malformed)
-            builder.add(Page(offset, len(listed), tasks, len(invalid_at), invalid_at))
-        return builder.finish(len(listed))
+        while requests := fold.next_requests(100):
+            for request in requests:
+                records = listed[request.offset : request.offset + request.limit]
+                tasks = [task for task in records if task.task_id not in self.malformed]
+                invalid_at = tuple(i for i, task in enumerate(records) if task.task_id in self.malformed)
+                fold.add(Page(request.offset, len(listed), tasks, len(invalid_at), invalid_at))
+        return fold.result()
 
     def new_task(self, status: str, created: float) -> Task:
         self.serial += 1
@@ -347,16 +347,17 @@ def test_a_background_listing_brought_to_the_present_is_exact(
     api = history.api()
     watch = Watch()
     api.on_call, api.watch = during, watch
-    reader = SyncByAge(api.order)
+    reader = ListingFold(api.order, strict=True, link_every_boundary=True)
     try:
         for _ in range(200):
-            if reader.done:
+            requests = reader.next_requests(4)
+            if not requests:
                 break
-            for page in api.pages(reader.next_requests(most=4)):
+            for page in api.pages(requests):
                 reader.add(page)
-        if not reader.done:
+        if reader.next_requests(4):
             return
-        known: KnownTasks | None = reader.known()
+        known: KnownTasks | None = reader.result()
     except PassRejected:
         return
     finally:

@@ -6,7 +6,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import httpx
 import pytest
@@ -17,7 +17,7 @@ from exporter.cloud.errors import AuthError, DeadlineExceeded, ServerError
 from exporter.config import ApiSettings, ScrapeSettings, SeriesSettings
 from exporter.listing.coordinator import FAILURE_RETRY, ListingCoordinator
 from exporter.store import StoreView, TaskStore
-from exporter.tasks import Page, parse_page
+from exporter.tasks import Page, PageRequest, parse_page
 from tests.conftest import TASKS_URL, FakeClock, body, record, wait_for
 
 
@@ -27,7 +27,25 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="exporter")
 
 
-class FakeClient:
+class OnePageSource:
+    """A listing's first page from ``first_page``; any other page asked for is empty (a page that
+    the API's total says should hold tasks: the listing fails, as when tasks are removed)."""
+
+    def first_page(self, deadline: Callable[[], float]) -> Iterator[Page]:
+        raise NotImplementedError
+
+    def stream_pages(self, requests: Iterable[PageRequest], deadline: Callable[[], float]) -> Iterator[Page]:
+        total = 0
+        for request in requests:
+            if request.offset == 0:
+                for page in self.first_page(deadline):
+                    total = page.total
+                    yield page
+            else:
+                yield Page(request.offset, total, [], 0)
+
+
+class FakeClient(OnePageSource):
     """Serves one page per listing; can hold a listing open until released."""
 
     def __init__(self, *, hold: threading.Event | None = None, error: Exception | None = None) -> None:
@@ -36,7 +54,7 @@ class FakeClient:
         self.started = threading.Event()
         self.calls = 0
 
-    def iter_pages(self, deadline: float) -> Iterator[Page]:
+    def first_page(self, deadline: float) -> Iterator[Page]:
         self.calls += 1
         self.started.set()
         if self.hold is not None:
@@ -122,14 +140,14 @@ def test_a_failed_listing_is_counted_by_reason() -> None:
     assert view.last_error == ("timeout", "too slow")
 
 
-class DriftingClient:
+class DriftingClient(OnePageSource):
     """The first ``drifts`` listings lose a task to drift; later ones add up."""
 
     def __init__(self, drifts: int) -> None:
         self.drifts = drifts
         self.calls = 0
 
-    def iter_pages(self, deadline: float) -> Iterator[Page]:
+    def first_page(self, deadline: float) -> Iterator[Page]:
         self.calls += 1
         records = [record(1, "WAITING"), record(2, "WAITING")]
         total = 3 if self.calls <= self.drifts else 2
@@ -186,9 +204,9 @@ def test_a_drift_retry_that_could_not_finish_in_time_is_not_started() -> None:
     clock = FakeClock()
 
     class SlowDriftingClient(DriftingClient):
-        def iter_pages(self, deadline: float) -> Iterator[Page]:
+        def first_page(self, deadline: float) -> Iterator[Page]:
             clock.sleep(4)  # each listing takes 4 s
-            yield from super().iter_pages(deadline)
+            yield from super().first_page(deadline)
 
     client = SlowDriftingClient(drifts=1)
     store = TaskStore("p1", SeriesSettings(), started_at=0)
@@ -225,18 +243,28 @@ def test_a_total_the_pages_do_not_bear_out_stops_paging_at_once(api_settings: Ap
 def test_pages_that_repeat_the_same_tasks_are_inconsistent_within_a_few_calls(
     api_settings: ApiSettings,
 ) -> None:
-    # A total of 10^9 over the same 100 tasks on every page: not a timeout after 160 calls.
-    same = body([record(i) for i in range(100)], total=10**9)
+    # A total of 10^6 over the same 100 tasks on every page: not a timeout after 160 calls.
+    same = body([record(i) for i in range(100)], total=10**6)
     view, calls = listing_over(lambda offset: same, api_settings)
     assert not view.up and view.errors == {"inconsistent": 1}
-    assert view.last_error is not None and "hold only tasks already read" in view.last_error[1]
+    assert view.last_error is not None and "one task listed at two age indices" in view.last_error[1]
     assert calls <= 1 + 2 * api_settings.concurrency
+
+
+def test_a_total_beyond_what_a_listing_holds_is_refused_at_the_first_page(api_settings: ApiSettings) -> None:
+    same = body([record(i) for i in range(100)], total=10**9)
+    view, calls = listing_over(lambda offset: same, api_settings)
+    assert view.errors == {"inconsistent": 1} and calls == 2  # the first page, listed again once
+    assert view.last_error == (
+        "inconsistent",
+        "the API reports 1000000000 tasks, more than a listing holds (20000000)",
+    )
 
 
 # --- each scrape waits up to its own deadline (a joining scrape inherits no one's deadline) -------
 
 
-class DeadlineClient:
+class DeadlineClient(OnePageSource):
     """Pages only when released, giving up (as the real client does) once the deadline it
     re-reads has passed; records that deadline as it finds it."""
 
@@ -247,7 +275,7 @@ class DeadlineClient:
         self.clock = clock or time.monotonic
         self.calls = 0
 
-    def iter_pages(self, deadline: Callable[[], float]) -> Iterator[Page]:
+    def first_page(self, deadline: Callable[[], float]) -> Iterator[Page]:
         self.calls += 1
         self.deadline = deadline
         self.started.set()
@@ -331,7 +359,7 @@ def test_a_scrape_announcing_no_time_without_reuse_starts_no_listing_and_counts_
 # --- the minimum interval: a success is reused, a failure is not served as if fresh -----------
 
 
-class ScriptedClient:
+class ScriptedClient(OnePageSource):
     """Fails or succeeds, one listing at a time, as scripted; records when each listing started."""
 
     def __init__(self, clock: FakeClock, outcomes: list[Exception | None]) -> None:
@@ -343,7 +371,7 @@ class ScriptedClient:
     def calls(self) -> int:
         return len(self.started_at)
 
-    def iter_pages(self, deadline: Callable[[], float]) -> Iterator[Page]:
+    def first_page(self, deadline: Callable[[], float]) -> Iterator[Page]:
         self.started_at.append(self.clock())
         outcome = self.outcomes.pop(0) if self.outcomes else None
         if outcome is not None:
@@ -444,7 +472,7 @@ def test_close_ends_the_listing_in_flight_by_its_timeout(caplog: pytest.LogCaptu
     assert runner._store.view().errors == {}  # stopped by shutdown: not a failed listing
 
 
-class HeldClient:
+class HeldClient(OnePageSource):
     """Holds the listing until released; then fails as the client does when its pool was shut
     down under it, or returns a page that drifted."""
 
@@ -454,7 +482,7 @@ class HeldClient:
         self.release = threading.Event()
         self.calls = 0
 
-    def iter_pages(self, deadline: Callable[[], float]) -> Iterator[Page]:
+    def first_page(self, deadline: Callable[[], float]) -> Iterator[Page]:
         self.calls += 1
         self.started.set()
         self.release.wait(10)

@@ -1,4 +1,5 @@
-"""Folding pages into aggregates, consistency, the per-task cap, and the finished-task tracker."""
+"""A complete listing's aggregates as the store publishes them, the per-task cap, and the
+finished-task tracker."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 import pytest
 
 from exporter.config import SeriesSettings
-from exporter.failures import InconsistentListing
+from exporter.listing.fold import ListingFold
+from exporter.listing.known import PassRejected
+from exporter.listing.reading import CompleteListing
 from exporter.store import Snapshot, TaskStore
 from exporter.tasks import KNOWN_STATUSES, MAX_UNKNOWN_STATUSES, OTHER_STATUS, Page, parse_page
 from exporter.timestamps import parse_timestamp
@@ -23,12 +26,19 @@ def page(records: Sequence[Any], total: int | None = None, offset: int = 0) -> P
     return parse_page(offset, body(records, total))
 
 
-def listing(store: TaskStore, pages: Sequence[Page], now: float = NOW) -> Snapshot:
-    builder = store.start_listing(now)
+def read(store: TaskStore, pages: Sequence[Page], now: float = NOW) -> CompleteListing:
+    """The pages of one listing, fed to a fold as the strategy does, first page first."""
+    complete = CompleteListing(ListingFold(), store, now)
     for p in pages:
-        builder.add(p)
-    snapshot = builder.finish()
-    store.record_success(snapshot, builder.tracker_pass, 0.1)
+        for task in complete.fold.add(p):
+            complete.observe(task)
+    return complete
+
+
+def listing(store: TaskStore, pages: Sequence[Page], now: float = NOW) -> Snapshot:
+    complete = read(store, pages, now)
+    snapshot = complete.snapshot(complete.fold.result())
+    store.record_listing(snapshot, complete.tracker, 0.1)
     return snapshot
 
 
@@ -50,7 +60,7 @@ def test_counts_every_status_and_the_oldest_open_tasks() -> None:
                 ],
                 total=6,
             ),
-            page([{"task_id": "broken"}], total=6, offset=100),
+            page([{"task_id": "broken"}], total=6, offset=5),
         ],
     )
     assert snapshot.counts == {
@@ -68,20 +78,17 @@ def test_counts_every_status_and_the_oldest_open_tasks() -> None:
     }
 
 
-def test_duplicates_are_counted_once_and_a_short_listing_is_inconsistent() -> None:
-    builder = new_store().start_listing(NOW)
-    builder.add(page([record(1), record(2)], total=3))
-    builder.add(page([record(2)], total=3, offset=2))  # task 2 shifted onto the next page
-    with pytest.raises(InconsistentListing, match=r"read 2 distinct tasks .1 repeated. but the API reports"):
-        builder.finish()
+def test_a_task_listed_twice_is_a_duplicate() -> None:
+    pages = [page([record(1), record(2)], total=3), page([record(2)], total=3, offset=2)]
+    with pytest.raises(PassRejected) as raised:
+        read(new_store(), pages)  # task 2 shifted onto the next page, in no order: positions
+    assert (raised.value.reason, str(raised.value)) == ("duplicate", "one task listed at two age indices")
 
 
-def test_a_total_that_changes_between_pages_is_inconsistent() -> None:
-    builder = new_store().start_listing(NOW)
-    builder.add(page([record(1)], total=2))
-    builder.add(page([record(2)], total=3, offset=1))
-    with pytest.raises(InconsistentListing, match="total changed"):
-        builder.finish()
+def test_a_listing_with_an_age_not_read_is_not_complete() -> None:
+    complete = read(new_store(), [page([record(1)], total=2)])
+    with pytest.raises(RuntimeError, match="the listing is not complete"):
+        complete.fold.result()
 
 
 def test_per_task_series_keep_open_tasks_first_then_the_newest_finished() -> None:
@@ -109,14 +116,14 @@ def test_per_task_series_can_be_switched_off() -> None:
     assert snapshot.series_tasks == () and snapshot.series_dropped == 0
 
 
-def test_memory_of_a_listing_is_bounded_by_the_cap() -> None:
-    builder = new_store(max_series=5).start_listing(NOW)
-    for offset in range(0, 2_000, 100):
-        builder.add(
-            page([record(i, "WAITING") for i in range(offset, offset + 100)], total=2_000, offset=offset)
-        )
-    assert len(builder._series._heap) == 5
-    assert builder.finish().series_dropped == 1_995
+def test_a_listing_keeps_per_task_records_of_open_tasks_only() -> None:
+    pages = [
+        page([record(i, "SUCCEED") for i in range(offset, offset + 100)], total=2_000, offset=offset)
+        for offset in range(0, 2_000, 100)
+    ]
+    complete = read(new_store(max_series=5), pages)
+    assert complete.fold.result().open == {}
+    assert complete.fold.result().finished == {"SUCCEED": 2_000}
 
 
 # --- the finished-task tracker -------------------------------------------------------------------
@@ -198,10 +205,7 @@ def test_a_negative_duration_is_counted_but_not_observed() -> None:
 def test_a_failed_listing_changes_no_counter_and_hides_the_snapshot() -> None:
     store = new_store()
     listing(store, [page([record(1, "PROCESSING", create_time="2026-11-28T09:00:00Z")])])
-    builder = store.start_listing(NOW + 60)
-    builder.add(page([record(1, "SUCCEED", create_time="2026-11-28T09:00:00Z")], total=2))
-    with pytest.raises(InconsistentListing):
-        builder.finish()
+    read(store, [page([record(1, "SUCCEED", create_time="2026-11-28T09:00:00Z")], total=2)], NOW + 60)
     store.record_failure("inconsistent", 0.2, "read 1 of 2")
     view = store.view()
     assert view.snapshot is None and not view.up and view.errors == {"inconsistent": 1}

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.cloud.errors import DeadlineExceeded, ServerError
 from exporter.config import ListingSettings, SeriesSettings
-from exporter.known import Order
+from exporter.listing.known import Order
 from exporter.listing.strategy import ListingPending, ListingStrategy, OrderUnknown
 from exporter.store import StoreView, TaskStore
 from exporter.tasks import SUCCEED

@@ -1,9 +1,9 @@
 """Pages through ``GET /v1/{project_id}/asset/editing/tasks``: retries, concurrency, deadline.
 
-The first page tells the ``total``; the rest are fetched concurrently, at most ``concurrency`` at a
-time and under the request-rate limit, and handed to the caller in the order they arrive. At most
-twice ``concurrency`` pages are held at once (those being folded and those in flight), so memory
-does not grow with the number of tasks.
+The listing asks for pages by offset and limit (and tasks by id); they are fetched concurrently, at
+most ``concurrency`` at a time and under the request-rate limit, and handed to the caller in the
+order they arrive. At most twice ``concurrency`` pages are held at once (those being folded and
+those in flight), so memory does not grow with the number of tasks.
 
 Every page, the first included, is fetched by a worker thread and waited for with the deadline, so
 the caller gets its answer in time even when the API stalls mid-body; the workers stop reading at
@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -103,29 +103,29 @@ class VodClient:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def iter_pages(self, deadline: float | Deadline) -> Generator[Page, None, None]:
-        """Every page of the listing, first page first, the rest as they arrive.
+    def stream_pages(
+        self, requests: Iterable[PageRequest], deadline: float | Deadline
+    ) -> Generator[Page, None, None]:
+        """The pages asked for, in the order they arrive, at most ``concurrency`` in flight under
+        the rate limit; the next request goes out before an answer is parsed.
 
         ``deadline`` is a ``clock()`` value, or a function giving it: re-read at every check, so
         that whoever runs the listing can move it while pages are fetched. Raises an ``ApiError``
-        subclass when a page cannot be had (after the retries the rules allow) or the deadline passes.
+        subclass when a page cannot be had (after the retries the rules allow) or the deadline
+        passes; stopping early abandons the pages not yet answered.
         """
         if not callable(deadline):
             deadline = _fixed(deadline)
         abandoned = threading.Event()
-        head = _Query(0, self._settings.page_size)
-        pending: set[Future[_Answer]] = {self._pool.submit(self._fetch_page, head, deadline, abandoned)}
+        queries = (_Query(request.offset, request.limit) for request in requests)
+        pending: set[Future[_Answer]] = set()
         try:
-            (answer,) = self._collect(pending, deadline)
-            first = answer.parse(self._times.parse)
-            yield first
-            offsets = iter(range(self._settings.page_size, first.total, self._settings.page_size))
-            self._top_up(pending, offsets, deadline, abandoned)
+            self._top_up(pending, queries, deadline, abandoned)
             while pending:
                 answers = self._collect(pending, deadline)
                 # The next requests go out before these pages are parsed and folded, so that no
                 # slot waits on our own CPU work.
-                self._top_up(pending, offsets, deadline, abandoned)
+                self._top_up(pending, queries, deadline, abandoned)
                 for answer in answers:
                     yield answer.parse(self._times.parse)
         finally:
@@ -168,15 +168,14 @@ class VodClient:
     def _top_up(
         self,
         pending: set[Future[_Answer]],
-        offsets: Iterator[int],
+        queries: Iterator[_Query],
         deadline: Deadline,
         abandoned: threading.Event,
     ) -> None:
         while len(pending) < self._settings.concurrency:
-            offset = next(offsets, None)
-            if offset is None:
+            query = next(queries, None)
+            if query is None:
                 return
-            query = _Query(offset, self._settings.page_size)
             pending.add(self._pool.submit(self._fetch_page, query, deadline, abandoned))
 
     def _collect(self, pending: set[Future[_Answer]], deadline: Deadline) -> list[_Answer]:

@@ -37,7 +37,8 @@ from datetime import datetime, timezone
 from exporter.cloud.errors import AuthError, DeadlineExceeded
 from exporter.config import ListingSettings
 from exporter.failures import ListingFailed
-from exporter.listing.strategy import ListingPending, ListingStrategy, PageSource
+from exporter.listing.reading import PageSource
+from exporter.listing.strategy import ListingPending, ListingStrategy
 from exporter.store import TaskStore
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class ListingCoordinator:
         self._strategy.stop()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        self._strategy.close()
+        self._strategy.close(timeout)
 
     def _start(self, deadline: float) -> _Listing:
         """Called under the lock."""

@@ -16,16 +16,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exporter.known import HEAD_AGES, HeadEntry, KnownTasks, Order, age_index, head_entry, offset_of
+from exporter.listing.known import (
+    HEAD_AGES,
+    HeadEntry,
+    KnownTasks,
+    Order,
+    PassRejected,
+    age_index,
+    head_entry,
+    offset_of,
+)
 from exporter.tasks import Page, PageRequest, Task
-
-
-class PassRejected(Exception):
-    """A pass whose checks failed: nothing it read may be published."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 class _TiesMoved(PassRejected):

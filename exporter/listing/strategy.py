@@ -1,63 +1,95 @@
 """Which listing a scrape runs, and what it leaves in the store (docs/incremental-listing.md).
 
-- ``full`` mode, or an order not (yet) known: a complete listing in the scrape, as the exporter
-  always did. It also teaches the order.
-- A known order and trusted ``KnownTasks``: an incremental pass. Any surprise discards it, counts
-  the fallback, and hands over to a complete listing.
-- A complete listing too big for a scrape's deadline runs in the background (``SyncByAge``),
-  paced under a share of the request rate, across scrapes; until it is done scrapes answer up 0
-  with its progress. The same background listing reconciles the incremental state now and then.
+The strategy is a state machine with one transition table (``TRANSITIONS``):
 
-The store gets a ``Snapshot`` and the tracker's events either way, so the collector cannot tell
-which strategy made them, except from the listing metrics this module reports.
+- ``learning``: no trusted ``KnownTasks``. A complete listing in the scrape (the fold) learns the
+  order from the pages it reads; one too big for the scrape goes to the background (``syncing``).
+- ``syncing``: a complete listing runs in the background (``background.BackgroundListing``);
+  scrapes answer up 0 with its progress until it is done and brought to the present.
+- ``incremental``: a known order and trusted ``KnownTasks``: incremental passes. Any surprise
+  discards the pass, counts the fallback and goes back to ``learning`` in the same scrape. Now and
+  then a background listing reconciles the state, while the passes go on serving.
+- ``complete_only``: ``--listing.mode full``, or an API whose order is not by create_time (or
+  cannot be read in the background): a complete listing in every scrape.
+
+Every complete listing, in the scrape or in the background, and every pass end in ``KnownTasks``,
+and ``known.snapshot_of`` makes the one snapshot the store takes.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
-from contextlib import closing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from exporter.cloud.errors import AuthError, DeadlineExceeded
-from exporter.config import ListingSettings, SeriesSettings
+from exporter.cloud.errors import DeadlineExceeded
+from exporter.config import FIT_SLACK, ListingSettings, SeriesSettings
 from exporter.failures import InconsistentListing, ListingFailed
-from exporter.known import KnownTasks, Order
-from exporter.listing.complete import KnownTasksBuilder
-from exporter.listing.incremental import PassRejected, PassResult, run_pass
-from exporter.listing.sync import SyncByAge
-from exporter.store import ListingFacts, SeriesPicker, TaskStore, snapshot_of_known
-from exporter.tasks import Page, PageRequest, Task
+from exporter.listing.background import BackgroundListing, Pacing, SyncedListing
+from exporter.listing.fold import ListingFold
+from exporter.listing.incremental import PassResult, run_pass
+from exporter.listing.known import HeadEntry, KnownTasks, Order, PassRejected, series_of, snapshot_of
+from exporter.listing.reading import CompleteListing, Deadline, PageSource, read_round, read_to_end
+from exporter.store import ListingFacts, TaskStore
+from exporter.tasks import Task
 
 log = logging.getLogger(__name__)
 
-Deadline = Callable[[], float]
-
 FULL, INCREMENTAL, SYNC = "full", "incremental", "sync"
-_BACKGROUND_ROUND_SECONDS = 60.0
 _PASS_TIMEOUTS_BEFORE_FALLBACK = 2
 # A background listing that tasks removed while it read is read again this many times in a row.
 _BACKGROUND_RESTARTS = 3
 _ORDER_REASONS = frozenset({"order_changed", "order_unknown"})
-# A background round that fails (429, 5xx, network) is read again after a pause growing from the
-# first to the max; after this many failures in a row the listing gives up.
-_BACKGROUND_ROUND_RETRIES = 10
-_BACKGROUND_RETRY_FIRST = 2.0
-_BACKGROUND_RETRY_MAX = 60.0
+# How long ``close`` waits for a background listing's round to end, unless told otherwise.
+_CLOSE_SECONDS = 5.0
 
 
-class PageSource(Protocol):
-    """What the strategies need of the API client."""
+class State(enum.Enum):
+    LEARNING = "learning"
+    SYNCING = "syncing"
+    INCREMENTAL = "incremental"
+    COMPLETE_ONLY = "complete_only"
 
-    def iter_pages(self, deadline: Deadline) -> Generator[Page, None, None]: ...
 
-    def fetch_pages(self, requests: Sequence[PageRequest], deadline: Deadline) -> list[Page]: ...
+class Event(enum.Enum):
+    ORDER_LEARNED = "a complete listing showed the order"
+    NO_ORDER = "a complete listing showed no order by create_time"
+    TOO_BIG = "the first page showed a listing too big for the scrape"
+    SYNCED = "a background listing was brought to the present"
+    SYNC_BROKEN = "tasks removed while a background listing read broke it"
+    SYNC_FAILED = "an API error or a defect ended a background listing"
+    SYNC_UNORDERED = "a background listing found no order to read by"
+    PASS_REJECTED = "an incremental pass failed a check"
+    BACKLOG = "incremental passes ran out of time twice in a row"
+    CONFIGURED_FULL = "--listing.mode full"
 
-    def fetch_tasks(self, task_ids: Sequence[str], deadline: Deadline) -> dict[str, Page]: ...
+
+S, E = State, Event
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    (S.LEARNING, E.ORDER_LEARNED): S.INCREMENTAL,
+    (S.LEARNING, E.NO_ORDER): S.COMPLETE_ONLY,
+    (S.LEARNING, E.TOO_BIG): S.SYNCING,
+    (S.LEARNING, E.CONFIGURED_FULL): S.COMPLETE_ONLY,
+    (S.SYNCING, E.SYNCED): S.INCREMENTAL,
+    (S.SYNCING, E.SYNC_BROKEN): S.SYNCING,  # read again, up to _BACKGROUND_RESTARTS times
+    (S.SYNCING, E.SYNC_FAILED): S.LEARNING,
+    (S.SYNCING, E.SYNC_UNORDERED): S.COMPLETE_ONLY,
+    (S.INCREMENTAL, E.PASS_REJECTED): S.LEARNING,
+    (S.INCREMENTAL, E.BACKLOG): S.LEARNING,
+    (S.INCREMENTAL, E.SYNCED): S.INCREMENTAL,  # a reconciliation taken over
+    (S.INCREMENTAL, E.SYNC_BROKEN): S.INCREMENTAL,  # the passes go on; the next one is due later
+    (S.INCREMENTAL, E.SYNC_FAILED): S.INCREMENTAL,
+    (S.INCREMENTAL, E.SYNC_UNORDERED): S.LEARNING,
+    (S.COMPLETE_ONLY, E.ORDER_LEARNED): S.INCREMENTAL,
+    (S.COMPLETE_ONLY, E.NO_ORDER): S.COMPLETE_ONLY,
+    (S.COMPLETE_ONLY, E.TOO_BIG): S.SYNCING,
+    (S.COMPLETE_ONLY, E.CONFIGURED_FULL): S.COMPLETE_ONLY,
+}
+del S, E
 
 
 class ListingPending(Exception):
@@ -79,17 +111,17 @@ class OrderUnknown(ListingFailed):
 
 
 @dataclass
-class _Background:
-    """A complete listing by age index on a thread of its own."""
+class _Reading:
+    """A complete listing in the scrape, kept when the deadline or an API error interrupts it:
+    the next scrape goes on from where it stopped (its pages are placed by age index, so time
+    between them does no harm), and brings it to the present."""
 
-    reconciling: bool
-    thread: threading.Thread | None = None
-    sync: SyncByAge | None = None  # once the order to read by is known
-    known: KnownTasks | None = None
-    recent: tuple[Task, ...] = ()
-    calls: int = 0
-    error: Exception | None = None
-    done: bool = False
+    listing: CompleteListing
+    started_scrape: int
+
+    @property
+    def fold(self) -> ListingFold:
+        return self.listing.fold
 
 
 class ListingStrategy:
@@ -118,20 +150,25 @@ class ListingStrategy:
         self._drift_retries = drift_retries
         self._clock = clock
         self._wall_clock = wall_clock
-        self._known: KnownTasks | None = None  # trusted: the incremental passes start from it
+        self.state = State.LEARNING
+        self._reason = "learning"  # why the next listing is of its kind, for listing_mode
+        self._known: KnownTasks | None = None  # trusted in ``incremental``: passes start from it
         self._recent: tuple[Task, ...] = ()  # recently finished tasks, for per-task series
-        self._order = Order.UNKNOWN
-        self._reason = "learning"  # why the next listing is of its kind
+        self._order = Order.UNKNOWN  # the order the last complete listing showed
         # A background listing by age index failed on the order: complete listings stay in the
         # scrape, as before incremental listing, however long they take (exact, or a timeout).
         self._no_background = False
         self._pass_timeouts = 0  # incremental passes in a row that ran out of time
         self._background_restarts = 0  # background listings in a row that tasks removed broke
         self._last_complete = clock()
-        self._background: _Background | None = None
+        self._background: BackgroundListing | None = None
+        self._reading: _Reading | None = None
+        self._scrapes = 0
         self._stopping = threading.Event()
         # How the background listing waits between rounds; returns at once when stopping.
         self._pace = pace or self._stopping.wait
+        if settings.mode == FULL:
+            self._move(Event.CONFIGURED_FULL, "configured")
 
     def run(self, deadline: Deadline) -> None:
         """One listing for the scrapes waiting; its result goes to the store.
@@ -140,87 +177,157 @@ class ListingStrategy:
         is not done yet).
         """
         started = self._clock()
-        if self._settings.mode == FULL:
-            self._complete(deadline, started, reason="configured")
-            return
+        self._scrapes += 1
         background = self._background
         if background is not None and background.done:
             self._background = None
-            if self._adopt(background, deadline, started):
+            if self._take_over(background, deadline, started):
                 return
-        if self._known is not None:
+        if self.state is State.INCREMENTAL:
             self._incremental(deadline, started)
-            return
-        if self._background is not None:
+        elif self.state is State.SYNCING and self._background is not None:
             raise self._pending()
-        if self._settings.mode == INCREMENTAL and self._reason == "order_unknown":
+        elif self._settings.mode == INCREMENTAL and self._reason == "order_unknown":
             raise OrderUnknown("the API's order could not be learned: incremental passes are impossible")
-        self._complete(deadline, started, reason=self._reason)
+        else:
+            self._complete(deadline, started, reason=self._reason)
 
     def stop(self) -> None:
-        """Start nothing more: no drift retry, no background round."""
+        """Start nothing more: no retry, no background round."""
         self._stopping.set()
 
-    def close(self) -> None:
+    def close(self, timeout: float = _CLOSE_SECONDS) -> None:
         self._stopping.set()
         background = self._background
-        if background is not None and background.thread is not None:
-            background.thread.join(5.0)
+        if background is not None:
+            background.join(timeout)
+
+    @property
+    def background(self) -> BackgroundListing | None:
+        """The background listing running or done and not taken over yet."""
+        return self._background
+
+    def _move(self, event: Event, reason: str) -> None:
+        """The one place the state changes: by the transition table."""
+        following = TRANSITIONS.get((self.state, event))
+        if following is None:
+            raise RuntimeError(f"no transition from {self.state.value} on: {event.value}")
+        if following is not self.state:
+            log.debug("listing state %s -> %s: %s", self.state.value, following.value, event.value)
+        self.state = following
+        self._reason = reason
 
     # Complete listing in the scrape ------------------------------------------------------------
 
     def _complete(self, deadline: Deadline, started: float, reason: str) -> None:
-        attempt, calls = 0, 0
+        attempt = spent = 0
         while True:
+            reading = self._resume_or_start()
             attempt_started = self._clock()
-            builder = self._store.start_listing(self._wall_clock())
-            learner = KnownTasksBuilder()
-            # A page that cannot belong to a real listing (builder.add) ends it at once; only a
-            # listing that read every page and did not add up (drift) is worth another attempt.
-            with closing(self._client.iter_pages(deadline)) as pages:
-                for page in pages:
-                    calls += 1
-                    if page.offset == 0 and self._goes_to_background(page, deadline):
-                        self._start_background(None, reconciling=False)
-                        raise self._pending()
-                    builder.add(page)
-                    learner.add(page)
             try:
-                snapshot = builder.finish()
-                break
-            except InconsistentListing as error:
+                if self._read_first_page(reading, deadline):
+                    return self._to_background(reading)
+                deadline = self._fitted(deadline, reading.fold)
+                read_to_end(reading.fold, self._client, deadline, reading.listing.observe, most=1 << 30)
+                known = reading.fold.result()
+            except PassRejected as rejection:
+                self._reading = None
+                spent += reading.fold.calls
                 # Listing again only pays if it can finish: with less time left than this attempt
-                # took, it would end as a timeout and hide the drift.
+                # took, it would end as a timeout and hide what failed.
                 took = self._clock() - attempt_started
                 out_of_time = deadline() - self._clock() < took
                 if self._stopping.is_set() or attempt >= self._drift_retries or out_of_time:
-                    raise
+                    raise InconsistentListing(str(rejection)) from None
                 attempt += 1
-                log.info("listing again: %s", error)
-        known = learner.finish(snapshot.reported_total)
-        self._order = known.order
-        self._last_complete = self._clock()
-        if known.order is not Order.UNKNOWN and self._settings.mode != FULL:
-            self._known = known
-            self._recent = tuple(task for task in snapshot.series_tasks if not task.is_open)
-            self._reason = "order_verified"
-            self._no_background = False
-        elif self._settings.mode != FULL:
-            self._reason = "order_unknown"
-        self._store.record_success(
-            snapshot,
-            builder.tracker_pass,
+                log.info("listing again: %s", rejection)
+                continue
+            except ListingFailed:
+                # 429s, the deadline: the next scrape goes on from here rather than from the start.
+                self._reading = reading if reading.fold.by_age else None
+                raise
+            break
+        self._reading = None
+        calls = spent + reading.fold.calls
+        self._learned(known, reading.fold.contradiction)
+        resumed = reading.started_scrape != self._scrapes
+        if resumed and known.order is not Order.UNKNOWN and self._settings.mode != FULL:
+            # Read over several scrapes: exact as of its first page, long ago. Brought to the
+            # present like a background listing.
+            self._adopt(SyncedListing(known, reading.listing.recent(), calls), deadline, started, FULL)
+            return
+        self._store.record_listing(
+            reading.listing.snapshot(known),
+            reading.listing.tracker,
             self._clock() - started,
             ListingFacts(mode=FULL, reason=reason, order=known.order.value, calls=calls),
+            agreed_at=reading.listing.now,
         )
 
-    def _goes_to_background(self, first: Page, deadline: Deadline) -> bool:
-        """Whether the rest of a complete listing could not finish by the deadline at the rate
-        limit: then it goes to the background at once, not after a wasted scrape."""
-        if self._settings.mode == FULL or self._no_background or self._rate_limit <= 0:
+    def _resume_or_start(self) -> _Reading:
+        if self._reading is not None:
+            return self._reading
+        now = self._wall_clock()
+        hypothesis = None if self._order is Order.UNKNOWN else self._order
+        fold = ListingFold(hypothesis, page_size=self._page_size)
+        return _Reading(CompleteListing(fold, self._store, now), self._scrapes)
+
+    def _read_first_page(self, reading: _Reading, deadline: Deadline) -> bool:
+        """The first page, when not read yet; whether the rest could not finish by the deadline at
+        the rate limit, so that the listing goes to the background at once, not after a wasted
+        scrape."""
+        fold = reading.fold
+        if fold.as_of is not None:
             return False
-        remaining_pages = max(0, math.ceil(first.total / self._page_size) - 1)
+        read_round(fold, self._client, fold.next_wanted(1), deadline, reading.listing.observe)
+        if self.state is State.COMPLETE_ONLY and self._settings.mode == FULL:
+            return False
+        if self._no_background or self._rate_limit <= 0 or fold.as_of is None:
+            return False
+        remaining_pages = max(0, math.ceil(fold.as_of / self._page_size) - 1)
         return remaining_pages / self._rate_limit > deadline() - self._clock()
+
+    def _fitted(self, deadline: Deadline, fold: ListingFold) -> Deadline:
+        """``once`` with no --scrape.timeout: the deadline the project's size needs at the rate
+        limit (twice the calls' time, plus some seconds), or a one-line error that says what to
+        set when even the longest wait allowed is too short."""
+        if not self._settings.fit_deadline or fold.as_of is None or self._rate_limit <= 0:
+            return deadline
+        pages = math.ceil(fold.as_of / self._page_size)
+        needed = 2 * pages / self._rate_limit + FIT_SLACK
+        left = deadline() - self._clock()
+        if needed > left:
+            raise DeadlineExceeded(
+                f"listing {fold.as_of} tasks takes about {needed:.0f}s at --api.rate-limit "
+                f"{self._rate_limit:g}, more than the {left:.0f}s left: set --scrape.timeout "
+                f"{math.ceil(needed)}s, or a higher --api.rate-limit if the quota allows"
+            )
+        fitted = self._clock() + needed
+        return lambda: min(deadline(), fitted)
+
+    def _to_background(self, reading: _Reading) -> None:
+        self._reading = None
+        self._move(Event.TOO_BIG, self._reason)
+        self._start_background(None, reconciling=False)
+        raise self._pending()
+
+    def _learned(self, known: KnownTasks, contradiction: str | None) -> None:
+        """What a complete listing taught: the order, and the state that follows."""
+        self._last_complete = self._clock()
+        if contradiction is not None and self._order is not Order.UNKNOWN:
+            # Not counted as a fallback: no pass was discarded for it (the one that was, if any,
+            # counted its own check). listing_order shows it.
+            log.warning("the API's order changed: %s", contradiction, extra={"reason": "order_changed"})
+        self._order = known.order
+        if self._settings.mode == FULL:
+            self._move(Event.CONFIGURED_FULL, "configured")
+        elif known.order is not Order.UNKNOWN:
+            self._known = known
+            self._no_background = False
+            self._move(Event.ORDER_LEARNED, "order_verified")
+        else:
+            self._known = None
+            self._move(Event.NO_ORDER, "order_unknown")
 
     # Incremental pass --------------------------------------------------------------------------
 
@@ -242,7 +349,7 @@ class ListingStrategy:
             if self._pass_timeouts >= _PASS_TIMEOUTS_BEFORE_FALLBACK:
                 self._pass_timeouts = 0
                 self._known = None
-                self._reason = "fallback"
+                self._move(Event.BACKLOG, "fallback")
                 self._store.record_fallback("timeout")
             raise
         self._pass_timeouts = 0
@@ -268,7 +375,7 @@ class ListingStrategy:
             return self._raw_pass(known, deadline)
         except PassRejected as rejection:
             self._known = None
-            self._reason = "fallback"
+            self._move(Event.PASS_REJECTED, "fallback")
             self._store.record_fallback(rejection.reason)
             log.warning(
                 "incremental pass discarded, listing everything again: %s",
@@ -277,7 +384,9 @@ class ListingStrategy:
             )
             raise _Discarded(f"incremental pass discarded: {rejection}") from None
 
-    def _publish(self, result: PassResult, calls: int, started: float, mode: str) -> None:
+    def _publish(
+        self, result: PassResult, calls: int, started: float, mode: str, *, agreed: bool = False
+    ) -> None:
         now = self._wall_clock()
         known = self._known = result.known
         cutoff = now - self._series.max_finished_age
@@ -286,162 +395,160 @@ class ListingStrategy:
         tracker_pass = self._store.begin_tracking(now)
         for task in result.seen:
             self._store.observe(tracker_pass, task)
-        snapshot = snapshot_of_known(known, self._recent, self._series, now)
-        self._store.record_success(
-            snapshot,
+        self._store.record_listing(
+            snapshot_of(known, series_of(known, self._recent, self._series, now), now),
             tracker_pass,
             self._clock() - started,
             ListingFacts(mode=mode, reason="order_verified", order=known.order.value, calls=calls),
+            agreed_at=now if agreed else None,
         )
 
     # Background complete listing ---------------------------------------------------------------
 
     def _start_background(self, order: Order | None, *, reconciling: bool) -> None:
-        background = _Background(reconciling=reconciling)
-        background.thread = threading.Thread(
-            target=self._sync, args=(background, order), name="listing-sync", daemon=True
+        pacing = Pacing(
+            page_size=self._page_size,
+            concurrency=self._concurrency,
+            rate_limit=self._rate_limit,
+            rate_share=self._settings.sync_rate_share,
+            clock=self._clock,
+            wait=self._pace,
         )
-        self._background = background
-        background.thread.start()
-
-    def _sync(self, background: _Background, order: Order | None) -> None:
-        """The background thread: probe the order when none is known, then read by age index,
-        paced to a share of the request rate, until complete or stopped."""
-        try:
-            order = order or self._probe_order()
-            sync = background.sync = SyncByAge(order, self._page_size)
-            picker = SeriesPicker(self._series, self._wall_clock())
-            pause = (
-                0.0 if self._rate_limit <= 0 else 1.0 / (self._rate_limit * self._settings.sync_rate_share)
-            )
-            failures = 0
-            while not sync.done and not self._stopping.is_set():
-                requests = sync.next_requests(self._concurrency)
-                round_started = self._clock()
-                try:
-                    pages = self._client.fetch_pages(requests, self._round_deadline())
-                except AuthError:
-                    raise  # retrying would only bring the key closer to its lock
-                except ListingFailed as error:
-                    # 429s, 5xx, a network outage: the round is read again later, so that a
-                    # passing fault does not throw away what a long listing has read so far.
-                    failures += 1
-                    if failures > _BACKGROUND_ROUND_RETRIES:
-                        raise
-                    log.info("background listing round failed, trying again: %s", error)
-                    self._pace(min(_BACKGROUND_RETRY_MAX, _BACKGROUND_RETRY_FIRST * 2 ** (failures - 1)))
-                    continue
-                failures = 0
-                for page in pages:
-                    for task in sync.add(page):
-                        picker.offer(task)
-                # Paced: the round's calls at the background share of the rate.
-                self._pace(max(0.0, len(requests) * pause - (self._clock() - round_started)))
-            background.calls = sync.calls
-            if sync.done:
-                background.known = sync.known()
-                background.recent = tuple(task for task in picker.tasks() if not task.is_open)
-        except Exception as error:  # noqa: BLE001 - whatever ends the thread, API error or defect, is handed to the scrape that adopts it, which logs it; a thread that died silently would leave every scrape pending
-            background.error = error
-        finally:
-            background.done = True
-
-    def _round_deadline(self) -> Deadline:
-        """A background round is bounded by a deadline of its own, not by any scrape's: long
-        enough for the retries of a page, short enough that a stuck API ends the round."""
-        end = self._clock() + _BACKGROUND_ROUND_SECONDS
-        return lambda: end
-
-    def _probe_order(self) -> Order:
-        """Two calls: the first and the last page. Newest first if the first is younger."""
-        (first,) = self._client.fetch_pages([PageRequest(0, self._page_size)], self._round_deadline())
-        last_offset = max(0, first.total - self._page_size)
-        (last,) = self._client.fetch_pages(
-            [PageRequest(last_offset, self._page_size)], self._round_deadline()
+        self._background = BackgroundListing(
+            self._client,
+            order,
+            reconciling=reconciling,
+            series=self._series,
+            pacing=pacing,
+            now=self._wall_clock(),
+            stopping=self._stopping,
         )
-        if first.tasks and last.tasks:
-            head, tail = first.tasks[0].created, last.tasks[-1].created
-            if head > tail:
-                return Order.NEWEST_FIRST
-            if head < tail:
-                return Order.OLDEST_FIRST
-        raise PassRejected("order_unknown", "the first and the last page tell no order")
 
-    def _adopt(self, background: _Background, deadline: Deadline, started: float) -> bool:
-        """Take over a finished background listing; whether it published a snapshot.
-
-        It is brought to the present by an incremental pass, and wins over the incremental state
-        where they differ (reconciliation): the difference is counted. A pass that an API error
-        or the deadline ends leaves the listing to the next scrape: it is not read again.
-        """
+    def _take_over(self, background: BackgroundListing, deadline: Deadline, started: float) -> bool:
+        """Take over a finished background listing; whether it published a snapshot."""
         error = background.error
-        known = background.known
-        if error is None and known is not None:
-            try:
-                result, calls = self._raw_pass(known, deadline)
-            except PassRejected as rejection:
-                error = rejection
-            except ListingFailed:
-                self._background = background  # the next scrape tries again
-                raise
-        if error is not None or known is None:
+        if error is not None:
             self._background_failed(background, error)
             return False
+        return self._adopt(background.future.result(), deadline, started, SYNC, background)
+
+    def _adopt(
+        self,
+        synced: SyncedListing,
+        deadline: Deadline,
+        started: float,
+        mode: str,
+        background: BackgroundListing | None = None,
+    ) -> bool:
+        """Bring a complete listing to the present with an incremental pass and publish it. When it
+        reconciles, the live state is brought to the present too, and both are compared as of the
+        same total (docs: "Reconciliation"). A pass that an API error or the deadline ends leaves
+        a background listing to the next scrape: it is not read again."""
+        try:
+            result, calls = self._raw_pass(synced.known, deadline)
+        except PassRejected as rejection:
+            if background is None:
+                raise InconsistentListing(
+                    f"bringing the listing to the present failed: {rejection}"
+                ) from None
+            self._background_failed(background, rejection)
+            return False
+        except ListingFailed:
+            if background is not None:
+                self._background = background  # the next scrape tries again
+            raise
         live = self._known
-        if background.reconciling and live is not None:
-            try:
-                current, live_calls = self._raw_pass(live, deadline)
-            except PassRejected:
-                self._store.note_reconciliation(mismatch=True)  # the incremental state was off
-            else:
-                calls += live_calls
-                if current.known.total == result.known.total:
-                    self._store.note_reconciliation(mismatch=_differ(current.known, result.known))
-        self._recent = background.recent
+        if background is not None and background.reconciling and live is not None:
+            calls += self._reconcile(live, result.known, deadline)
+        self._recent = synced.recent
         self._last_complete = self._clock()
         self._order = result.known.order
-        self._reason = "order_verified"
         self._background_restarts = 0
-        self._publish(result, calls + background.calls, started, SYNC)
+        if self.state is not State.INCREMENTAL:
+            self._move(Event.SYNCED if self.state is State.SYNCING else Event.ORDER_LEARNED, "order_verified")
+        self._publish(result, calls + synced.calls, started, mode, agreed=True)
         return True
 
-    def _background_failed(self, background: _Background, error: Exception | None) -> None:
+    def _reconcile(self, live: KnownTasks, complete: KnownTasks, deadline: Deadline) -> int:
+        """Compare the live state, brought to the present, with a complete listing brought there,
+        as of the lower of their two totals; the calls it took."""
+        try:
+            current, calls = self._raw_pass(live, deadline)
+        except PassRejected:
+            self._store.note_reconciliation(mismatch=True)  # the incremental state was off
+            return 0
+        except ListingFailed:
+            return 0  # not compared: the complete listing is published all the same
+        moment = min(current.known.total, complete.total)
+        ours, theirs = _below(current.known, moment), _below(complete, moment)
+        if ours is None or theirs is None:
+            log.info("reconciliation not compared: too many tasks arrived between its two passes")
+            return calls
+        self._store.note_reconciliation(mismatch=ours != theirs)
+        if ours != theirs:
+            log.warning("reconciliation: the incremental state differed from a complete listing; replaced")
+        return calls
+
+    def _background_failed(self, background: BackgroundListing, error: BaseException) -> None:
         reason = getattr(error, "reason", "internal")
         log.warning("background complete listing failed: %s", error, extra={"reason": reason})
         if not isinstance(error, PassRejected):
-            return  # an API error after its retries, or a defect: a first sync starts over
+            # An API error after its retries, or a defect: a first sync starts over.
+            self._move(Event.SYNC_FAILED, self._reason)
+            return
         self._store.record_fallback(error.reason)
         if error.reason in _ORDER_REASONS:
             # The API is not in the order it was read by: there is no listing that tasks arriving
             # meanwhile cannot break, so none in the background either.
             self._order = Order.UNKNOWN
-            self._reason = "order_unknown"
             self._no_background = True
+            self._known = None
+            self._move(Event.SYNC_UNORDERED, "order_unknown")
             return
         # Tasks removed (or moved) while it read: read again, a few times, then give up on the
         # background (complete listings in the scrape, exact or out of time).
         self._background_restarts += 1
         if self._background_restarts > _BACKGROUND_RESTARTS:
             self._no_background = True
-        elif background.reconciling and self._known is not None:
-            return  # the incremental state stays; the next reconciliation comes in its time
-        elif background.sync is not None:
-            self._start_background(background.sync.order, reconciling=background.reconciling)
+            self._move(Event.SYNC_FAILED, "fallback")
+        elif background.reconciling:
+            self._move(Event.SYNC_BROKEN, self._reason)  # the next reconciliation comes in its time
+        else:
+            self._move(Event.SYNC_BROKEN, self._reason)
+            self._start_background(background.order, reconciling=False)
 
     def _pending(self) -> ListingPending:
         background = self._background
-        progress = background.sync.progress if background is not None and background.sync is not None else 0.0
+        progress = background.progress if background is not None else 0.0
         return ListingPending(
             f"a complete listing is running in the background ({progress:.0%} done)", progress
         )
 
 
-def _differ(live: KnownTasks, complete: KnownTasks) -> bool:
-    """Whether the incremental state and a complete listing brought to the same moment disagree:
-    counts by status, or which tasks are open and how far they are."""
-    live_open = {task_id: task for task_id, (_, task) in live.open.items()}
-    complete_open = {task_id: task for task_id, (_, task) in complete.open.items()}
-    return live.counts() != complete.counts() or live_open != complete_open
+@dataclass(frozen=True)
+class _Moment:
+    """What a listing says of the tasks below one age index: for comparing two listings."""
+
+    counts: dict[str, int]
+    open: dict[str, str]  # task_id -> status (progress moves between two reads; it is not compared)
+
+
+def _below(known: KnownTasks, total: int) -> _Moment | None:
+    """``known`` without the tasks of age ``total`` and above, from what its head says of them;
+    None when the head does not reach that far down."""
+    counts = known.counts()
+    open_tasks = {task_id: task.status for task_id, (_, task) in known.open.items()}
+    for age in range(total, known.total):
+        entry: HeadEntry | None = known.head.get(age)
+        if entry is None:
+            return None
+        if not entry.task_id:
+            continue  # a malformed record: counted in neither
+        if entry.task_id in open_tasks:
+            counts[open_tasks.pop(entry.task_id)] -= 1
+        elif entry.finished_status is not None:
+            counts[entry.finished_status] -= 1
+    return _Moment({status: count for status, count in counts.items() if count}, open_tasks)
 
 
 def _recent_finished(tasks: Sequence[Task], cutoff: float, most: int) -> tuple[Task, ...]:

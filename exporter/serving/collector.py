@@ -58,6 +58,7 @@ FALLBACK_REASONS = (
     "order_changed",
     "order_unknown",
     "timeout",
+    "inconsistent",
 )
 
 
@@ -264,6 +265,12 @@ class _Families:
             "Reconciliations that disagreed with the incremental state (the complete listing won).",
             p,
         )
+        self.last_agreement = _gauge(
+            "listing_last_agreement_timestamp_seconds",
+            "When the published state last agreed with a complete listing: one it was built from, "
+            "or a reconciliation that found no difference.",
+            p,
+        )
         self.finished_duration = HistogramMetricFamily(
             PREFIX + "editing_finished_task_duration_seconds",
             "end_time - create_time of the tasks counted in editing_tasks_finished_total.",
@@ -314,6 +321,8 @@ class _Families:
             self.sync_progress.add_metric(p, listing.sync_progress)
         self.reconciliations.add_metric(p, listing.reconciliations)
         self.reconciliation_mismatches.add_metric(p, listing.reconciliation_mismatches)
+        if listing.last_agreement is not None:
+            self.last_agreement.add_metric(p, listing.last_agreement)
 
     def fill_events(self, view: StoreView) -> None:
         self.created_total.add_metric([view.project_id], view.created_total)

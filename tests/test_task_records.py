@@ -185,9 +185,10 @@ def test_a_record_without_a_required_key(field: str, message: str) -> None:
     assert rejection(data) == message
 
 
+@pytest.mark.parametrize("letter", ["A", "\u00e9"])  # ASCII, and text only the full check reads
 @pytest.mark.parametrize(("field", "limit"), [("task_id", 256), ("asset_id", 256), ("status", 64)])
-def test_a_text_at_its_length_limit_is_accepted(field: str, limit: int) -> None:
-    assert getattr(parse_task(record(1, **{field: "A" * limit})), field) == "A" * limit
+def test_a_text_at_its_length_limit_is_accepted(field: str, limit: int, letter: str) -> None:
+    assert getattr(parse_task(record(1, **{field: letter * limit})), field) == letter * limit
 
 
 @pytest.mark.parametrize(("field", "limit"), [("task_id", 256), ("asset_id", 256), ("status", 64)])

@@ -128,6 +128,27 @@ def test_a_task_created_exactly_at_the_start_counts_one_created_just_before_does
     assert staged.created_ids == {"at": STARTED + RETENTION}
 
 
+def test_a_task_created_exactly_at_the_start_and_first_seen_finished_counts() -> None:
+    watcher = tracker()
+    staged = listing(watcher, STARTED + 10, task("A", "SUCCEED", STARTED, STARTED + 5))
+    assert (ended(staged), staged.created) == (["A"], 1)
+
+
+def test_a_task_first_seen_finished_exactly_one_retention_after_its_end_counts() -> None:
+    watcher = tracker()
+    staged = listing(watcher, STARTED + 20 + RETENTION, task("A", "SUCCEED", STARTED + 10, STARTED + 20))
+    # Created more than one retention ago: too old to count as created.
+    assert (ended(staged), staged.created) == (["A"], 0)
+
+
+def test_a_task_first_seen_exactly_one_retention_after_its_creation_counts_as_created() -> None:
+    watcher = tracker()
+    staged = listing(watcher, STARTED + 10 + RETENTION, task("A", "WAITING", STARTED + 10))
+    assert staged.created == 1
+    later = listing(tracker(), STARTED + 10.5 + RETENTION, task("A", "WAITING", STARTED + 10))
+    assert later.created == 0
+
+
 def test_a_task_seen_open_in_many_passes_is_created_once() -> None:
     watcher = tracker()
     passes = [listing(watcher, STARTED + 100 * step, task("A", "WAITING", STARTED + 1)) for step in (1, 2, 3)]

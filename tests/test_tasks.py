@@ -141,14 +141,22 @@ def test_overlong_identifiers_make_the_record_invalid(field: str, length: int) -
 
 
 @pytest.mark.parametrize(
-    "text", ["1969-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2100-01-01T00:00:00Z"]
+    "text",
+    [
+        "1969-12-31T23:59:59Z",
+        "1970-01-01T00:00:00Z",
+        "1999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59Z",
+        "2100-01-01T00:00:00Z",
+    ],
 )
 @pytest.mark.parametrize("field", ["create_time", "end_time"])
 def test_times_outside_the_plausible_range_make_the_record_invalid(field: str, text: str) -> None:
     data = record(1, "SUCCEED")
     data[field] = text
-    with pytest.raises(InvalidTask):
+    with pytest.raises(InvalidTask) as caught:
         parse_task(data)
+    assert str(caught.value) == "task task-000001: a time outside 2000-2099"
 
 
 def test_unknown_status_is_open_until_it_has_an_end_time() -> None:

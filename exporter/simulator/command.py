@@ -27,7 +27,7 @@ from exporter.simulator.faults import FaultSettings
 from exporter.simulator.identity import IamUser
 from exporter.simulator.platform import PlatformSettings
 from exporter.simulator.server import Simulator
-from exporter.simulator.world import ORDERS, WorldSettings
+from exporter.simulator.world import ORDERS, TIE_ORDERS, WorldSettings
 
 log = logging.getLogger("exporter.simulator")
 
@@ -82,6 +82,13 @@ SHARE = click.FloatRange(0.0, 1.0)
     type=click.Choice(ORDERS),
     default=ORDERS[0],
     help="Listing order; ties on create_time by creation (unordered: by task id group).",
+)
+@option(
+    "--tie-order",
+    "tie_order",
+    type=click.Choice(TIE_ORDERS),
+    default=TIE_ORDERS[0],
+    help="Tasks sharing a create_time second: by creation, or in a fresh order in every answer.",
 )
 @option(
     "--burst-size",
@@ -192,6 +199,7 @@ def build_simulator(options: dict[str, Any], environ: Mapping[str, str]) -> Simu
         history=options["history"],
         frozen=options["frozen"],
         order=options["order"],
+        tie_order=options["tie_order"],
         burst_size=options["burst_size"],
         stuck_tasks=options["stuck_tasks"],
         stuck_ends_after=options["stuck_ends_after"],

@@ -34,7 +34,7 @@ from click.testing import CliRunner
 from exporter.cloud import signing
 from exporter.config import ConfigError
 from exporter.simulator import FaultSettings, IamUser, Simulator, World, WorldSettings
-from exporter.simulator.command import build_simulator, simulate
+from exporter.simulator.command import build_simulator, simulate, world_settings
 from exporter.simulator.platform import PlatformSettings
 from exporter.simulator.world import NEWEST_FIRST, OLDEST_FIRST, ORDERS, SHUFFLED, UNORDERED
 from exporter.tasks import (
@@ -1140,7 +1140,15 @@ def test_simulate_serves_until_sigterm_then_exits_0() -> None:
         "HUAWEICLOUD_SDK_SK": SK,
         "VOD_SIMULATOR_TASKS": "30",
     }
-    command = [sys.executable, "-m", "exporter.simulator.command", "--project-id", PROJECT]
+    command = [
+        sys.executable,
+        "-m",
+        "exporter.simulator.command",
+        "--project-id",
+        PROJECT,
+        "--arrival-rate",
+        "0",
+    ]
     process = subprocess.Popen(
         [*command, "--web.listen-address", "127.0.0.1:0"], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -1149,18 +1157,28 @@ def test_simulate_serves_until_sigterm_then_exits_0() -> None:
     reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr or ()], daemon=True)
     reader.start()
     try:
-        url = None
+        url, start = None, None
         deadline = time.monotonic() + 30
         while url is None and time.monotonic() < deadline:
             try:
-                found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", lines.get(timeout=0.5))
+                line = lines.get(timeout=0.5)
             except queue.Empty:
                 assert process.poll() is None, "the simulator exited early"
                 continue
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
             url = found.group(1) if found else None
+            logged = re.search(rf"project {PROJECT}: seed 0, world start ([0-9.]+)", line)
+            start = float(logged.group(1)) if logged else start
         assert url, "the simulator did not log its URL"
         answer = httpx.get(url + TASKS_PATH, auth=Signed())
         assert answer.status_code == 200 and answer.json()["total"] == 30
+        # The logged start and the options are enough to recompute the world in this process.
+        assert start is not None, "the simulator did not log its world's start"
+        params = simulate.make_context("simulate", ["--project-id", PROJECT, "--arrival-rate", "0"]).params
+        world = World(replace(world_settings(params), tasks=30), start=start)
+        assert [task["task_id"] for task in answer.json()["tasks"]] == [
+            t.task_id for t in world.records()[:10]
+        ]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:

@@ -165,6 +165,7 @@ class Exposition:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     last_success: dict[str, float] = field(default_factory=dict)
     duration: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, dict[str, float]] = field(default_factory=dict)  # project: reason: failed listings
     api_calls: int = 0
 
     def window(self, project_id: str, earliest: float, latest: float) -> tuple[float, float]:
@@ -191,6 +192,8 @@ def parse_exposition(text: str) -> Exposition:
                 found.last_success[project] = value
             elif name == "scrape_duration_seconds":
                 found.duration[project] = value
+            elif name == "scrape_errors_total":
+                found.errors.setdefault(project, {})[labels["reason"]] = value
             elif name == "api_requests_total":
                 found.api_calls += int(value)
     return found
@@ -327,6 +330,7 @@ def measure_serve(
         ):
             first = time.monotonic()
             previous: dict[str, float] = {}
+            failed: dict[str, dict[str, float]] = {}
             for index in range(scrapes):
                 # Paced, not waiting for anything: the next scrape is due at a fixed offset.
                 time.sleep(max(0.0, first + index * interval - time.monotonic()))
@@ -340,13 +344,17 @@ def measure_serve(
                 for project_id in projects:
                     verdict = check(found, worlds[project_id], project_id, launched, ended)
                     success = found.last_success.get(project_id, 0.0)
+                    errors = found.errors.get(project_id, {})
+                    before = failed.get(project_id, {})
                     row[project_id] = {
                         "up": found.up.get(project_id, False),
-                        "fresh": success != previous.get(project_id),
+                        "fresh": success > 0 and success != previous.get(project_id),
+                        "errors": sorted(reason for reason, n in errors.items() if n > before.get(reason, 0)),
                         "exact": None if verdict is None else verdict.exact,
                         "wrong": "" if verdict is None else verdict.detail,
                     }
                     previous[project_id] = success
+                    failed[project_id] = errors
                 rows.append(row)
     return {"tasks": tasks, "rate": rate, "interval": interval, "projects": list(projects), "scrapes": rows}
 
@@ -393,12 +401,14 @@ def once_table(results: Sequence[dict[str, Any]]) -> str:
 
 def serve_table(result: dict[str, Any]) -> str:
     projects = result["projects"]
-    head = " | ".join(f"{p[:6]}… up / fresh / exact" for p in projects)
+    head = " | ".join(f"{p[:6]}… up / new success / exact / failed as" for p in projects)
     lines = [f"| scrape | {head} | API calls so far |", "|---:|" + "---|" * len(projects) + "---:|"]
     marks = {True: "yes", False: "NO", None: "-"}
     for row in result["scrapes"]:
         cells = " | ".join(
-            f"{int(row[p]['up'])} / {marks[row[p]['fresh']]} / {marks[row[p]['exact']]}" for p in projects
+            f"{int(row[p]['up'])} / {marks[row[p]['fresh']]} / {marks[row[p]['exact']]} / "
+            f"{','.join(row[p]['errors']) or '-'}"
+            for p in projects
         )
         lines.append(f"| {row['scrape']} | {cells} | {row['api_calls']} |")
     later = [row[p] for row in result["scrapes"][1:] for p in projects]

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,12 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.measured_process import MeasuredProcessFailed, child_environment, credentials_environment
+from benchmarks.measured_process import (
+    MeasuredProcessFailed,
+    child_environment,
+    credentials_environment,
+    serving_exporter,
+)
 from benchmarks.simulator_world import issue_world
 from exporter.listing.incremental import cheapest_calls
 from exporter.simulator.server import Simulator
@@ -142,51 +146,15 @@ class Scrape:
     wrong: str = ""  # what differed, when not exact
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def exporter_process(case: Case, simulator_url: str, keys: dict[str, str]) -> Iterator[tuple[str, int]]:
     """``vod-exporter serve`` against the simulator; yields its URL and process id."""
-    port = free_port()
-    args = [sys.executable, "-m", "exporter", "serve", "--project-id", PROJECT_ID]
-    args += ["--endpoint", simulator_url, "--web.listen-address", f"127.0.0.1:{port}"]
-    args += ["--scrape.min-interval", "0", "--log.level", "warning"]
+    options = ["--project-id", PROJECT_ID, "--endpoint", simulator_url]
+    options += ["--scrape.min-interval", "0", "--log.level", "warning"]
     if case.reconcile_interval is not None:
-        args += ["--listing.reconcile-interval", case.reconcile_interval]
-    process = subprocess.Popen(
-        args,
-        env=child_environment(keys),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise MeasuredProcessFailed(f"the exporter exited: {process.communicate()[1][-2000:]}")
-            try:
-                if httpx.get(f"{url}/-/healthy", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise MeasuredProcessFailed("the exporter did not answer /-/healthy")
-            time.sleep(0.1)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+        options += ["--listing.reconcile-interval", case.reconcile_interval]
+    with serving_exporter(options, keys, START_TIMEOUT) as served:
+        yield served
 
 
 def peak_rss_of(pid: int) -> int:

@@ -11,11 +11,16 @@ import json
 import math
 import os
 import resource
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 ACCESS_KEY_VARIABLE = "HUAWEICLOUD_SDK_AK"
@@ -105,3 +110,49 @@ def run_measured(module: str, args: list[str], extra_env: dict[str, str], timeou
         raise MeasuredProcessFailed(f"{module} printed no result")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def serving_exporter(
+    options: Sequence[str], extra_env: dict[str, str], start_timeout: float = 60.0
+) -> Iterator[tuple[str, int]]:
+    """``vod-exporter serve options`` on a free loopback port, until ``/-/healthy`` answers (polled,
+    within ``start_timeout``); yields its URL and process id, and stops it afterwards."""
+    port = free_port()
+    args = [sys.executable, "-m", "exporter", "serve", *options, "--web.listen-address", f"127.0.0.1:{port}"]
+    process = subprocess.Popen(
+        args,
+        env=child_environment(extra_env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if process.poll() is not None:
+                raise MeasuredProcessFailed(f"the exporter exited: {process.communicate()[1][-2000:]}")
+            try:
+                if httpx.get(f"{url}/-/healthy", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise MeasuredProcessFailed("the exporter did not answer /-/healthy")
+            time.sleep(0.1)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()

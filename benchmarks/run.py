@@ -49,7 +49,7 @@ BASELINE_SECONDS_PER_TASK = 60e-6
 T = TypeVar("T")
 
 
-def _list_of(convert: Callable[[str], T]) -> Callable[[str], list[T]]:
+def list_of(convert: Callable[[str], T]) -> Callable[[str], list[T]]:
     def parse(text: str) -> list[T]:
         try:
             values = [convert(part) for part in text.split(",") if part.strip()]
@@ -68,11 +68,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--tasks", type=_list_of(int), default=[1000, 10000, 100000], help="N values")
+    parser.add_argument("--tasks", type=list_of(int), default=[1000, 10000, 100000], help="N values")
     parser.add_argument(
-        "--latency", type=_list_of(float), default=[0.0, 0.02, 0.1], help="L values, seconds per request"
+        "--latency", type=list_of(float), default=[0.0, 0.02, 0.1], help="L values, seconds per request"
     )
-    parser.add_argument("--concurrency", type=_list_of(int), default=[4], help="C values for the exporter")
+    parser.add_argument("--concurrency", type=list_of(int), default=[4], help="C values for the exporter")
     parser.add_argument("--repeat", type=int, default=3, help="listings per configuration, at most")
     parser.add_argument(
         "--budget",

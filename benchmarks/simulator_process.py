@@ -1,8 +1,10 @@
 """The simulator as ``vod-exporter simulate``, in a process of its own.
 
 Serving pages then never competes with the measured process for its interpreter lock, and the
-simulator's memory is not counted in the measured process' RSS. The world is frozen, so every
-listing returns the same pages and each repetition does the same work.
+simulator's memory is not counted in the measured process' RSS. The world is frozen by default, so
+every listing returns the same pages and each repetition does the same work; ``world_options``
+replaces that (arrivals, tie order, ...), and ``world_starts`` then says when each project's world
+started, which is what it takes to recompute its tasks here (``command.world_settings``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -24,6 +27,8 @@ from benchmarks.measured_process import PAGE_SIZE, child_environment, credential
 from exporter.cloud.auth import AkSkAuth
 
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+WORLD_START = re.compile(r"project ([0-9a-f]+): seed -?\d+, world start ([0-9.]+)")
+FROZEN = ("--frozen", "--arrival-rate", "0")
 # Building a world of 100k tasks takes a few seconds on a slow machine.
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 10.0
@@ -43,8 +48,13 @@ class SimulatorProcess:
         access_key: str,
         secret_key: str,
         seed: int = 1,
+        world_options: Sequence[str] = FROZEN,
+        more_projects: Sequence[str] = (),
     ) -> None:
         self.project_id = project_id
+        self.world_options = tuple(world_options)
+        self.more_projects = tuple(more_projects)
+        self.world_starts: dict[str, float] = {}  # project id: its world's start, from the log
         self.tasks = tasks
         self.latency = latency
         self._access_key = access_key
@@ -62,8 +72,7 @@ class SimulatorProcess:
         return self._url
 
     def start(self) -> None:
-        args = [sys.executable, "-m", "exporter", "simulate", "--project-id", self.project_id]
-        args += ["--tasks", str(self.tasks), "--seed", str(self._seed), "--frozen", "--arrival-rate", "0"]
+        args = [sys.executable, "-m", "exporter", "simulate", *self.simulate_arguments()]
         args += ["--latency", repr(self.latency), "--web.listen-address", "127.0.0.1:0"]
         process = subprocess.Popen(
             args,
@@ -86,6 +95,15 @@ class SimulatorProcess:
             self.stop()
             raise
 
+    def simulate_arguments(self) -> list[str]:
+        """What ``vod-exporter simulate`` is given, without the listen address."""
+        args = [
+            arg
+            for project_id in (self.project_id, *self.more_projects)
+            for arg in ("--project-id", project_id)
+        ]
+        return [*args, "--tasks", str(self.tasks), "--seed", str(self._seed), *self.world_options]
+
     def _read_log(self, process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
         assert process.stderr is not None
         for line in process.stderr:
@@ -104,6 +122,9 @@ class SimulatorProcess:
                 continue
             if line is None:
                 raise self._failure("the simulator exited")
+            started = WORLD_START.search(line)
+            if started:
+                self.world_starts[started.group(1)] = float(started.group(2))
             match = LISTENING.search(line)
             if match:
                 return match.group(1)

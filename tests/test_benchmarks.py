@@ -10,11 +10,14 @@ import contextlib
 import io
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from benchmarks import report, run
+from exporter.simulator.world import World, WorldSettings
+from exporter.tasks import FAILED, KNOWN_STATUSES, PROCESSING, SUCCEED, WAITING
 
 TASKS = 300
 
@@ -280,3 +283,97 @@ def test_the_many_targets_benchmark_reports_every_figure(tmp_path: Path) -> None
     assert one["calls"] == 2 and two["calls"] == 2 * 2 + 2 * 2
     assert one["rss_bytes"] > 0 and two["together_seconds"] > 0
     assert "2 targets listed in one scrape" in printed.getvalue()
+
+
+# --- benchmarks/arrivals.py: exactness as of one moment, and the run end to end --------------------
+
+ARRIVALS_START = 1_790_000_000.0
+
+
+@pytest.fixture
+def arriving() -> World:
+    return World(WorldSettings(tasks=600, seed=5, arrival_rate=2.0, history=900), start=ARRIVALS_START)
+
+
+def oldest_counts(world: World, reported: int, at: float) -> dict[str, int]:
+    """What an exact listing of the ``reported`` oldest tasks publishes if it reads them at ``at``."""
+    oldest = sorted(world.records(at), key=lambda task: task.sort_key)[:reported]
+    counted = Counter(task.status(at) for task in oldest)
+    return {status: counted.get(status, 0) for status in KNOWN_STATUSES}
+
+
+def test_arrivals_judge_finds_an_exact_listing_exact(arriving: World) -> None:
+    from benchmarks.arrivals import judge
+
+    at = ARRIVALS_START + 120
+    verdict = judge(arriving, arriving.total(at), arriving.counts(at), at, at)
+    assert verdict == judge(
+        arriving, arriving.total(at), oldest_counts(arriving, arriving.total(at), at), at, at
+    )
+    assert verdict.exact and verdict.changed == 0 and not verdict.detail
+
+
+def test_arrivals_judge_allows_status_changes_within_the_window_only(arriving: World) -> None:
+    from benchmarks.arrivals import judge
+
+    low, high = ARRIVALS_START + 120, ARRIVALS_START + 180
+    reported = arriving.total(low)  # the total at the listing's first page
+    late = oldest_counts(arriving, reported, high)  # the same tasks, their statuses read later
+    assert late != arriving.counts(low)
+    verdict = judge(arriving, reported, late, low, high)
+    assert verdict.exact and verdict.changed > 0
+    # Outside a window that short, the same counts are wrong.
+    assert not judge(arriving, reported, late, low, low + 1).exact
+
+
+def test_arrivals_judge_refuses_a_wrong_set_of_tasks(arriving: World) -> None:
+    from benchmarks.arrivals import judge
+
+    at = ARRIVALS_START + 120
+    reported, counts = arriving.total(at), arriving.counts(at)
+    # One old finished task missed and a new waiting one counted twice: the total still agrees.
+    swapped = {**counts, SUCCEED: counts[SUCCEED] - 1, WAITING: counts[WAITING] + 1}
+    verdict = judge(arriving, reported, swapped, at, at)
+    assert not verdict.exact and "WAITING" in verdict.detail
+    assert not judge(arriving, reported, {**counts, SUCCEED: counts[SUCCEED] + 1}, at, at).exact
+    # A total the project never had within the window.
+    assert "outside" in judge(arriving, reported + 5, counts, at, at).detail
+
+
+def test_arrivals_judge_gives_each_changing_task_one_status() -> None:
+    from benchmarks.arrivals import unexplained
+
+    changing = {frozenset({WAITING, PROCESSING}): 1, frozenset({PROCESSING, FAILED}): 1}
+    assert unexplained({PROCESSING: 2, SUCCEED: 3}, {SUCCEED: 3}, changing) == ""
+    assert unexplained({WAITING: 1, FAILED: 1, SUCCEED: 3}, {SUCCEED: 3}, changing) == ""
+    # Totals agree and no status falls short, yet no one task can be both of two WAITINGs.
+    assert "WAITING" in unexplained({WAITING: 2, SUCCEED: 3}, {SUCCEED: 3}, changing)
+
+
+def test_arrivals_benchmark_runs_and_reports_every_scenario(tmp_path: Path) -> None:
+    from benchmarks import arrivals
+
+    output = tmp_path / "arrivals.json"
+    args = ["--sizes", "250", "--orders", "newest-first", "--rates", "5", "--repeat", "1", "--jobs", "2"]
+    args += ["--serve-tasks", "150", "--serve-scrapes", "2", "--serve-interval", "0.2", "--json", str(output)]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert arrivals.main(args) == 0
+    result = json.loads(output.read_text())
+    assert [(r["setup"]["tie_order"], r["setup"]["rate"]) for r in result["once"]] == [
+        ("stable", 5.0),
+        ("shuffled", 0.0),
+        ("shuffled", 5.0),
+    ]
+    for once in (once for r in result["once"] for once in r["runs"]):
+        assert once["exit"] in (0, 1) and once["api_calls"] >= 3  # 250 tasks: at least 3 pages
+        # A successful run is judged; a failed one says why.
+        assert isinstance(once["exact"], bool) if once["exit"] == 0 else once["failure"]
+    served = result["serve"]
+    assert [row["scrape"] for row in served["scrapes"]] == [1, 2]
+    for row in served["scrapes"]:
+        for project_id in served["projects"]:
+            cell = row[project_id]
+            assert cell["exact"] is None if not cell["up"] else isinstance(cell["exact"], bool)
+    assert "| stable | 250 | newest-first | 5 | " in printed.getvalue()
+    assert "From the second scrape on: " in printed.getvalue()

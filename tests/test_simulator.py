@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import queue
+import random
 import re
 import signal
 import socket
@@ -33,9 +34,9 @@ from click.testing import CliRunner
 from exporter.cloud import signing
 from exporter.config import ConfigError
 from exporter.simulator import FaultSettings, IamUser, Simulator, World, WorldSettings
-from exporter.simulator.command import build_simulator, simulate
+from exporter.simulator.command import build_simulator, simulate, world_settings
 from exporter.simulator.platform import PlatformSettings
-from exporter.simulator.world import NEWEST_FIRST, OLDEST_FIRST, ORDERS, UNORDERED
+from exporter.simulator.world import NEWEST_FIRST, OLDEST_FIRST, ORDERS, SHUFFLED, UNORDERED
 from exporter.tasks import (
     CANCEL,
     FAILED,
@@ -316,6 +317,76 @@ def test_pages_and_positions_agree_with_the_whole_listing(order: str) -> None:
         assert world.position(everything[index].task_id, at) == index
 
 
+def tied_world(order: str, **settings: Any) -> World:
+    """Bursts of six tasks a second on average, so most pages start and end inside a tie."""
+    chosen = {"tasks": 1500, "seed": 21, "burst_size": 6.0, "arrival_rate": 3.0, "order": order, **settings}
+    return World(WorldSettings(**chosen), start=START)
+
+
+def seconds_and_ids(tasks: list[Any]) -> tuple[list[int], list[str]]:
+    return [task.created for task in tasks], [task.task_id for task in tasks]
+
+
+@pytest.mark.parametrize("order", [NEWEST_FIRST, OLDEST_FIRST])
+def test_shuffled_ties_keep_the_tasks_and_the_seconds_in_order(order: str) -> None:
+    stable, shuffled = tied_world(order), tied_world(order, tie_order=SHUFFLED)
+    at = START + 200
+    gone = stable.records(at)[40].task_id
+    for world in (stable, shuffled):
+        world.delete_task(gone, at)
+    expected = stable.records(at)
+    assert shuffled.tasks(at) == stable.tasks(at)  # same tasks; the ground truth keeps the stable order
+    whole = shuffled.page(0, 10_000, at)[1]
+    assert sorted(task.task_id for task in whole) == sorted(task.task_id for task in expected)
+    assert seconds_and_ids(whole)[0] == seconds_and_ids(expected)[0]  # seconds in order, ties as many
+    assert seconds_and_ids(whole)[1] != seconds_and_ids(expected)[1]
+    for offset in (0, 37, 500, len(expected) - 60):
+        total, page = shuffled.page(offset, 100, at)
+        assert total == len(expected)
+        assert [task.created for task in page] == [task.created for task in expected[offset : offset + 100]]
+
+
+@pytest.mark.parametrize("order", [NEWEST_FIRST, OLDEST_FIRST])
+def test_shuffled_ties_change_order_from_one_answer_to_the_next(order: str) -> None:
+    world = tied_world(order, tie_order=SHUFFLED)
+    answers = [seconds_and_ids(world.page(0, 10_000, START)[1]) for _ in range(3)]
+    assert answers[0][0] == answers[1][0] == answers[2][0]
+    assert len({tuple(ids) for _, ids in answers}) == 3
+    # Pages of one listing each draw their own order, so a tie cut by a page boundary can show a
+    # task on both pages and another on neither: what a client of such an API has to live with.
+    seen = [task.task_id for offset in range(0, 1500, 100) for task in world.page(offset, 100, START)[1]]
+    assert len(seen) == 1500 and len(set(seen)) < 1500
+
+
+def test_shuffling_ties_touches_only_the_seconds_a_page_overlaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = WorldSettings(tasks=200_000, seed=22, burst_size=4.0, history=30 * 86400, tie_order=SHUFFLED)
+    world = World(settings, start=START)
+    shuffled: list[int] = []
+    shuffle = random.Random.shuffle
+
+    def counted(rng: random.Random, members: list[Any]) -> None:
+        shuffled.append(len(members))
+        shuffle(rng, members)
+
+    monkeypatch.setattr(random.Random, "shuffle", counted)
+    total, page = world.page(123_456, 100, START)
+    assert (total, len(page)) == (200_000, 100)
+    assert len(set(task.created for task in page)) == len(shuffled) > 10  # one shuffle per second
+    assert 100 <= sum(shuffled) < 100 + 2 * 100  # the page, and the rest of its two end seconds
+
+
+def test_shuffled_ties_are_repeatable_and_stable_ties_never_move() -> None:
+    first, second = tied_world(NEWEST_FIRST, tie_order=SHUFFLED), tied_world(NEWEST_FIRST, tie_order=SHUFFLED)
+    for offset in (0, 100, 0, 1400):
+        assert seconds_and_ids(first.page(offset, 100, START)[1]) == seconds_and_ids(
+            second.page(offset, 100, START)[1]
+        )
+    stable = tied_world(NEWEST_FIRST)
+    listing = [task.task_id for task in stable.records(START)]
+    for offset in (0, 100, 0, 1400):
+        assert [task.task_id for task in stable.page(offset, 100, START)[1]] == listing[offset : offset + 100]
+
+
 def test_task_ids_decode_to_their_task_and_nothing_else() -> None:
     world = World(WorldSettings(tasks=2000, seed=9, arrival_rate=1), start=START)
     at = START + 50
@@ -448,6 +519,7 @@ def test_a_big_history_is_held_in_columns_not_objects() -> None:
         {"stuck_tasks": 11, "tasks": 10},
         {"stuck_ends_after": -1},
         {"purge_after": float("inf")},
+        {"tie_order": "random"},
     ],
 )
 def test_impossible_world_settings_are_refused(settings: dict[str, Any]) -> None:
@@ -1003,7 +1075,9 @@ def test_simulate_parses_the_new_options_as_documented() -> None:
     args = ["--project-id", PROJECT, "--order", "oldest-first", "--purge-after", "2h", "--burst-size", "4"]
     params = simulate.make_context("simulate", args).params
     assert (params["order"], params["purge_after"], params["burst_size"]) == (OLDEST_FIRST, 7200.0, 4.0)
-    assert (params["stuck_tasks"], params["stuck_ends_after"]) == (0, 0.0)
+    assert (params["stuck_tasks"], params["stuck_ends_after"], params["tie_order"]) == (0, 0.0, "stable")
+    shuffled = simulate.make_context("simulate", ["--project-id", PROJECT, "--tie-order", "shuffled"]).params
+    assert build_simulator(shuffled, KEYS).world.settings.tie_order == SHUFFLED
 
 
 @pytest.mark.parametrize(
@@ -1038,6 +1112,7 @@ def test_build_simulator_refuses_bad_configuration(
         ["--burst-size", "0.5"],
         ["--stuck-tasks", "-1"],
         ["--purge-after", "soon"],
+        ["--tie-order", "sometimes"],
     ],
 )
 def test_simulate_refuses_bad_options_with_exit_2(args: list[str]) -> None:
@@ -1065,7 +1140,15 @@ def test_simulate_serves_until_sigterm_then_exits_0() -> None:
         "HUAWEICLOUD_SDK_SK": SK,
         "VOD_SIMULATOR_TASKS": "30",
     }
-    command = [sys.executable, "-m", "exporter.simulator.command", "--project-id", PROJECT]
+    command = [
+        sys.executable,
+        "-m",
+        "exporter.simulator.command",
+        "--project-id",
+        PROJECT,
+        "--arrival-rate",
+        "0",
+    ]
     process = subprocess.Popen(
         [*command, "--web.listen-address", "127.0.0.1:0"], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -1074,18 +1157,28 @@ def test_simulate_serves_until_sigterm_then_exits_0() -> None:
     reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr or ()], daemon=True)
     reader.start()
     try:
-        url = None
+        url, start = None, None
         deadline = time.monotonic() + 30
         while url is None and time.monotonic() < deadline:
             try:
-                found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", lines.get(timeout=0.5))
+                line = lines.get(timeout=0.5)
             except queue.Empty:
                 assert process.poll() is None, "the simulator exited early"
                 continue
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
             url = found.group(1) if found else None
+            logged = re.search(rf"project {PROJECT}: seed 0, world start ([0-9.]+)", line)
+            start = float(logged.group(1)) if logged else start
         assert url, "the simulator did not log its URL"
         answer = httpx.get(url + TASKS_PATH, auth=Signed())
         assert answer.status_code == 200 and answer.json()["total"] == 30
+        # The logged start and the options are enough to recompute the world in this process.
+        assert start is not None, "the simulator did not log its world's start"
+        params = simulate.make_context("simulate", ["--project-id", PROJECT, "--arrival-rate", "0"]).params
+        world = World(replace(world_settings(params), tasks=30), start=start)
+        assert [task["task_id"] for task in answer.json()["tasks"]] == [
+            t.task_id for t in world.records()[:10]
+        ]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:

@@ -27,7 +27,7 @@ from exporter.simulator.faults import FaultSettings
 from exporter.simulator.identity import IamUser
 from exporter.simulator.platform import PlatformSettings
 from exporter.simulator.server import Simulator
-from exporter.simulator.world import ORDERS, WorldSettings
+from exporter.simulator.world import ORDERS, TIE_ORDERS, WorldSettings
 
 log = logging.getLogger("exporter.simulator")
 
@@ -82,6 +82,13 @@ SHARE = click.FloatRange(0.0, 1.0)
     type=click.Choice(ORDERS),
     default=ORDERS[0],
     help="Listing order; ties on create_time by creation (unordered: by task id group).",
+)
+@option(
+    "--tie-order",
+    "tie_order",
+    type=click.Choice(TIE_ORDERS),
+    default=TIE_ORDERS[0],
+    help="Tasks sharing a create_time second: by creation, or in a fresh order in every answer.",
 )
 @option(
     "--burst-size",
@@ -168,6 +175,9 @@ def simulate(**options: Any) -> None:
         simulator.start()
     except OSError as error:
         raise click.ClickException(f"cannot listen on {options['listen_address']}: {error}") from None
+    for project_id, world in simulator.worlds.items():
+        # Seed and start determine the world: this line lets anyone recompute it.
+        log.info("project %s: seed %d, world start %r", project_id, world.settings.seed, world.start)
     log.info("simulated VOD API listening on %s (project %s)", simulator.url, ", ".join(simulator.worlds))
     try:
         wait_for_termination()
@@ -179,24 +189,7 @@ def simulate(**options: Any) -> None:
 def build_simulator(options: dict[str, Any], environ: Mapping[str, str]) -> Simulator:
     """The simulator the options describe; raises ``ConfigError`` with a one-line message."""
     host, port = parse_listen_address(options["listen_address"])
-    world = WorldSettings(
-        tasks=options["tasks"],
-        seed=options["seed"],
-        arrival_rate=options["arrival_rate"],
-        succeed_share=options["succeed_share"],
-        failed_share=options["failed_share"],
-        cancel_share=options["cancel_share"],
-        wait_mean=options["wait_mean"],
-        duration_median=options["duration_median"],
-        duration_sigma=options["duration_sigma"],
-        history=options["history"],
-        frozen=options["frozen"],
-        order=options["order"],
-        burst_size=options["burst_size"],
-        stuck_tasks=options["stuck_tasks"],
-        stuck_ends_after=options["stuck_ends_after"],
-        purge_after=options["purge_after"],
-    )
+    world = world_settings(options)
     faults = FaultSettings(
         latency=options["latency"],
         latency_jitter=options["latency_jitter"],
@@ -236,6 +229,32 @@ def build_simulator(options: dict[str, Any], environ: Mapping[str, str]) -> Simu
         host=host or "0.0.0.0",
         port=port,
         platform=platform,
+    )
+
+
+def world_settings(options: Mapping[str, Any]) -> WorldSettings:
+    """The first project's world as the options describe it; the n-th project's seed is ``seed`` + n.
+
+    With the start time each world logs, this is all it takes to recompute a project's tasks at
+    any moment in another process (a benchmark's ground truth)."""
+    return WorldSettings(
+        tasks=options["tasks"],
+        seed=options["seed"],
+        arrival_rate=options["arrival_rate"],
+        succeed_share=options["succeed_share"],
+        failed_share=options["failed_share"],
+        cancel_share=options["cancel_share"],
+        wait_mean=options["wait_mean"],
+        duration_median=options["duration_median"],
+        duration_sigma=options["duration_sigma"],
+        history=options["history"],
+        frozen=options["frozen"],
+        order=options["order"],
+        tie_order=options["tie_order"],
+        burst_size=options["burst_size"],
+        stuck_tasks=options["stuck_tasks"],
+        stuck_ends_after=options["stuck_ends_after"],
+        purge_after=options["purge_after"],
     )
 
 

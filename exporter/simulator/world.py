@@ -26,8 +26,13 @@ Listing order (``order``, changeable with ``set_order``), over the tasks that ex
   within a group: stable from one call to the next, but not by ``create_time``, and new tasks land
   all through the listing.
 
-Ties on ``create_time`` are common (a burst shares a second). They are broken by creation order:
-``oldest-first`` lists the first-created of a second first, ``newest-first`` is its exact reverse.
+Ties on ``create_time`` are common (a burst shares a second). With ``tie_order`` ``stable`` they are
+broken by creation order: ``oldest-first`` lists the first-created of a second first, ``newest-first``
+is its exact reverse. With ``shuffled``, as a real API may do, each answer (each ``page`` call) lists
+every second's tasks in a fresh order, drawn from a stream seeded by ``seed`` and advanced once per
+answer, so a run is repeatable; the seconds themselves stay in ``order``. Only the seconds a page
+touches are shuffled, so it costs the same in a million-task world. ``unordered`` has no ties to
+reorder. The ground truth (``records``, ``tasks``, ``position``) keeps the stable order.
 
 A task exists at ``t`` from its ``create_time`` second on, unless it was purged (``purge_after``:
 created more than that many seconds before ``t``) or deleted (``delete_task``) by then.
@@ -54,6 +59,9 @@ NEWEST_FIRST = "newest-first"
 OLDEST_FIRST = "oldest-first"
 UNORDERED = "unordered"
 ORDERS = (NEWEST_FIRST, OLDEST_FIRST, UNORDERED)
+STABLE = "stable"
+SHUFFLED = "shuffled"
+TIE_ORDERS = (STABLE, SHUFFLED)
 
 _MAX_PROCESSING_SECONDS = 86400
 _MAX_WAIT_SECONDS = 2**31 - 1  # the wait column is 32-bit
@@ -82,12 +90,13 @@ class WorldSettings:
     duration_median: float = 120.0  # seconds of PROCESSING, log-normally distributed
     duration_sigma: float = 0.8
     history: float = 3600.0  # the start population was created over this many seconds before start
-    frozen: bool = False  # the clock stands still at start: every listing is identical
+    frozen: bool = False  # the clock stands still at start: every listing is the same (ties aside)
     order: str = NEWEST_FIRST  # one of ORDERS
     burst_size: float = 1.0  # mean tasks created in the same second, geometrically distributed
     stuck_tasks: int = 0  # tasks of the start population stuck in PROCESSING, spread over history
     stuck_ends_after: float = 0.0  # seconds after start when stuck tasks succeed; 0: never
     purge_after: float = 0.0  # tasks created longer ago than this are gone; 0: never
+    tie_order: str = STABLE  # one of TIE_ORDERS: tasks sharing a second by creation, or shuffled per answer
 
     def __post_init__(self) -> None:
         if self.tasks < 0:
@@ -116,6 +125,8 @@ class WorldSettings:
             raise ConfigError("--stuck-ends-after must be 0 (never) or more seconds")
         if self.purge_after < 0 or not math.isfinite(self.purge_after):
             raise ConfigError("--purge-after must be 0 (never) or more seconds")
+        if self.tie_order not in TIE_ORDERS:
+            raise ConfigError(f"--tie-order must be one of {', '.join(TIE_ORDERS)}, not {self.tie_order!r}")
 
 
 def _check_order(order: str) -> None:
@@ -418,6 +429,10 @@ class World:
         self._open_serials = array("q")
         self._deleted: dict[int, float] = {}  # serial: when
         self._groups: list[array[int]] | None = None  # serials by task_id group, for ``unordered``
+        # Its own stream, seeded apart from the others, so shuffling ties shifts nothing else.
+        self._tie_stream = (
+            random.Random(f"tie-order:{settings.seed}") if settings.tie_order == SHUFFLED else None
+        )
 
         seeds = random.Random(settings.seed)
         initial = _Scheduler(settings, random.Random(seeds.getrandbits(64)))
@@ -471,22 +486,9 @@ class World:
     # --- what the API answers ----------------------------------------------------------------------
 
     def page(self, offset: int, limit: int, at: float | None = None) -> tuple[int, list[ScheduledTask]]:
-        """``(total, tasks)`` of one page, in the world's order."""
+        """``(total, tasks)`` of one page, in the world's order: one answer of the API."""
         moment = self.now() if at is None else at
-        with self._lock:
-            window = self._window(moment)
-            size = window.size
-            count = max(0, min(limit, size - offset))
-            if count == 0:
-                return size, []
-            if self._order == NEWEST_FIRST:
-                serials = self._ascending(window, size - offset - count, count)
-                serials.reverse()
-            elif self._order == OLDEST_FIRST:
-                serials = self._ascending(window, offset, count)
-            else:
-                serials = self._grouped(window, offset, count)
-            return size, [self._task(serial) for serial in serials]
+        return self._page(offset, limit, moment, self._tie_stream)
 
     def find(self, task_id: str, at: float | None = None) -> ScheduledTask | None:
         """The task with this id if it exists at ``at``, in O(1): what a ``task_id`` query shows."""
@@ -523,7 +525,7 @@ class World:
     def records(self, at: float | None = None) -> list[ScheduledTask]:
         """Every task that exists at ``at``, in the world's order."""
         moment = self.now() if at is None else at
-        return self.page(0, sys.maxsize, moment)[1]
+        return self._page(0, sys.maxsize, moment, None)[1]
 
     def tasks(self, at: float | None = None) -> list[Task]:
         """The ground truth at ``at``: every task as the exporter would parse it, in listing order."""
@@ -649,6 +651,44 @@ class World:
             ended = self._ended
             candidates = [s for s in range(window.begin, window.end) if ended[s] > moment]
         return [serial for serial in candidates if window.contains(serial)]
+
+    def _page(
+        self, offset: int, limit: int, moment: float, ties: random.Random | None
+    ) -> tuple[int, list[ScheduledTask]]:
+        """One page at ``moment``; ``ties``, when given, is the stream that shuffles tied seconds."""
+        with self._lock:
+            window = self._window(moment)
+            size = window.size
+            count = max(0, min(limit, size - offset))
+            if count == 0:
+                return size, []
+            if self._order == UNORDERED:
+                serials = self._grouped(window, offset, count)
+            else:
+                rank = offset if self._order == OLDEST_FIRST else size - offset - count
+                serials = self._ascending(window, rank, count)
+                if ties is not None:
+                    serials = self._shuffled_ties(window, rank, serials, random.Random(ties.getrandbits(64)))
+                if self._order == NEWEST_FIRST:
+                    serials.reverse()
+            return size, [self._task(serial) for serial in serials]
+
+    def _shuffled_ties(self, window: _Window, rank: int, serials: list[int], rng: random.Random) -> list[int]:
+        """``serials`` (live, ascending, the ``rank``-th on) with each second's tasks in a fresh order.
+
+        A second that runs past either end of the page is shuffled whole and the page takes its
+        part of that order: what a real API does when it sorts by ``create_time`` alone."""
+        created, begin, end, deleted = self._created, window.begin, window.end, window.deleted
+        gone = set(deleted)
+        out: list[int] = []
+        while len(out) < len(serials):
+            second = created[serials[len(out)]]
+            low = bisect_left(created, second, begin, end)
+            members = [s for s in range(low, bisect_right(created, second, low, end)) if s not in gone]
+            rng.shuffle(members)
+            skip = rank + len(out) - (low - begin - bisect_left(deleted, low))  # page's start in it
+            out.extend(members[skip : skip + len(serials) - len(out)])
+        return out
 
     def _ascending(self, window: _Window, rank: int, count: int) -> list[int]:
         """``count`` live serials in ascending order, from the ``rank``-th (0-based) on."""

@@ -54,7 +54,9 @@ PREFIX = "huaweicloud_vod_"
 @dataclass(frozen=True)
 class Settings:
     tasks: int = 3000
-    arrival_rate: float = 0.5  # new tasks a second
+    # New tasks a second. Few: a complete listing (the first one, at least) fails as inconsistent
+    # when a task arrives while it reads, and at 5 calls/s one of 3,000 tasks takes over 6 s.
+    arrival_rate: float = 0.02
     quota: float = 5.0  # the simulator's --rate-limit: listing calls a second before 429
     seconds: float = 120.0  # how long scrapes go on
     interval: float = 5.0  # between the starts of two scrapes
@@ -260,6 +262,9 @@ class Run:
 
 def summarize(settings: Settings, scrapes: Sequence[Scrape]) -> dict[str, object]:
     slowest = max(scrapes, key=lambda s: s.wall_seconds)
+    # Once a listing has succeeded, the exporter has learned the quota: what it does from then on.
+    learned = next((i for i, s in enumerate(scrapes) if s.up), len(scrapes))
+    after = scrapes[learned + 1 :]
     return {
         "settings": asdict(settings),
         "scrapes": len(scrapes),
@@ -268,6 +273,8 @@ def summarize(settings: Settings, scrapes: Sequence[Scrape]) -> dict[str, object
         "inconsistent": sum(1 for s in scrapes if s.consistent is False),
         "slowest_seconds": slowest.wall_seconds,
         "slowest_share": slowest.deadline_share,
+        "first_up": learned if learned < len(scrapes) else None,
+        "slowest_share_after_first_up": max((s.deadline_share for s in after), default=None),
         "calls": sum(s.calls for s in scrapes),
         "throttled": sum(s.throttled for s in scrapes),
         "target_met": all(s.up and s.consistent for s in scrapes)
@@ -296,9 +303,15 @@ def format_summary(summary: dict[str, object]) -> str:
     return (
         f"scrapes up: {summary['up']}/{summary['scrapes']}, consistent: {summary['consistent']}, "
         f"slowest: {summary['slowest_seconds']:.2f} s = {summary['slowest_share']:.0%} of the "
-        f"{SCRAPE_TIMEOUT:g} s deadline, calls: {summary['calls']}, 429s: {summary['throttled']}; "
+        f"{SCRAPE_TIMEOUT:g} s deadline (after the first up 1: {_share(summary)}), "
+        f"calls: {summary['calls']}, 429s: {summary['throttled']}; "
         f"target (every scrape up 1 and consistent, slowest ≤ {SLOWEST_TARGET:.0%}): {verdict}"
     )
+
+
+def _share(summary: dict[str, object]) -> str:
+    share = summary["slowest_share_after_first_up"]
+    return "-" if not isinstance(share, float) else f"slowest {share:.0%}"
 
 
 def measure(settings: Settings, progress: Callable[[str], None]) -> dict[str, object]:

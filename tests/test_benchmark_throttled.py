@@ -50,6 +50,7 @@ def test_a_tiny_run_reports_every_scrape(tmp_path: Path) -> None:
     assert summary["scrapes"] == 3 == len(summary["per_scrape"])
     # 3 pages fit the quota's burst of 5: nothing is throttled, every scrape lists and is exact.
     assert (summary["up"], summary["consistent"], summary["throttled"]) == (3, 3, 0)
+    assert summary["first_up"] == 0 and summary["slowest_share_after_first_up"] > 0
     first = summary["per_scrape"][0]
     assert first["calls"] == 3 and first["reported"] == 300
     assert first["wall_seconds"] > 0

@@ -30,7 +30,7 @@ from exporter.cloud.errors import (
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import ApiSettings
 from exporter.tasks import Page, PageRequest
-from tests.conftest import TASKS_URL, body, error_body, record
+from tests.conftest import ENDPOINT, PROJECT, TASKS_URL, FakeClock, body, error_body, record
 
 
 def make_client(
@@ -320,7 +320,7 @@ def test_an_answer_that_drips_in_is_cut_off_at_the_deadline() -> None:
         client.close()
 
 
-def test_our_own_slowed_limit_is_neither_retried_nor_a_reason_to_slow_down(api_settings: ApiSettings) -> None:
+def test_a_429_whose_pause_does_not_fit_is_reported_and_still_slows_down(api_settings: ApiSettings) -> None:
     settings = replace(api_settings, rate_limit=1, throttle_backoff=0.001)
     limiter = RateLimiter(settings.rate_limit, 1)
     client, _ = make_client(settings, limiter)
@@ -329,10 +329,136 @@ def test_our_own_slowed_limit_is_neither_retried_nor_a_reason_to_slow_down(api_s
             side_effect=[httpx.Response(429, content=error_body("APIGW.0308", "x"))]
             + [httpx.Response(200, content=body([]))] * 5
         )
-        with pytest.raises(ThrottledError, match="slowed down by 429s"):
-            list_all(client, time.monotonic() + 0.5)
-    assert route.call_count == 1  # the retry found no slot before the deadline
+        with pytest.raises(ThrottledError, match=r"HTTP 429 APIGW\.0308"):
+            list_all(client, time.monotonic() + 0.5)  # a slot at 0.5/s comes after 2 s
+    assert route.call_count == 1
     assert limiter.rate == 0.5  # halved once, for the one 429 the API sent
+
+
+def test_our_own_slowed_limit_is_neither_retried_nor_a_reason_to_slow_down(api_settings: ApiSettings) -> None:
+    limiter = RateLimiter(1, 1)
+    limiter.throttled(pause=30.0)  # an earlier 429's pause, still running
+    client, _ = make_client(replace(api_settings, rate_limit=1), limiter)
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(TASKS_URL).respond(200, content=body([]))
+        with pytest.raises(ThrottledError, match="slowed down by 429s"):
+            list_all(client, time.monotonic() + 5)
+    assert route.call_count == 0
+    assert limiter.rate == 0.5
+
+
+class RecordingLimiter(RateLimiter):
+    """A limiter that also keeps the pause of each ``throttled`` call."""
+
+    def __init__(self, rate: float, burst: int, clock: FakeClock) -> None:
+        super().__init__(rate, burst, clock=clock, sleep=clock.sleep)
+        self.pauses: list[float] = []
+
+    def throttled(self, pause: float = 0.0) -> None:
+        self.pauses.append(pause)
+        super().throttled(pause)
+
+
+def throttled_client(settings: ApiSettings, jitter: float) -> tuple[VodClient, RecordingLimiter, FakeClock]:
+    """A client on a fake clock (no wait it decides on is real) with a fixed jitter."""
+    clock = FakeClock()
+    limiter = RecordingLimiter(settings.rate_limit, 1, clock)
+    http = httpx.Client(transport=CountingTransport(httpx.HTTPTransport(), ApiRequestStats(), OPERATION))
+    return VodClient(settings, http, clock=clock, jitter=lambda: jitter, limiter=limiter), limiter, clock
+
+
+@pytest.mark.parametrize(
+    ("jitter", "room", "pause"),
+    [
+        (0.0, 10.0, 2.0),  # the advised window, 2-5 s, jittered across
+        (0.5, 10.0, 3.5),
+        (1.0, 10.0, 5.0),
+        (1.0, 3.0, 3.0),  # only the part of it that fits
+        (0.5, 3.0, 2.5),
+        (0.0, 2.0, 2.0),
+        (0.0, 1.99, None),  # not even 2 s fits: no pause, no retry
+    ],
+)
+def test_a_throttled_retry_pauses_the_advised_2_to_5_s_only_where_it_fits(
+    jitter: float, room: float, pause: float | None
+) -> None:
+    settings = ApiSettings(endpoint=ENDPOINT, project_id=PROJECT)  # throttle_backoff 2 s
+    client, _, _ = throttled_client(settings, jitter)
+    assert client._backoff(1, throttled=True, room=room) == pytest.approx(pause)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "jitter", "room", "delay"),
+    [
+        (1, 1.0, 10.0, 0.25),  # base 0.25 s, doubling, jittered down to half
+        (2, 0.0, 10.0, 0.25),
+        (3, 1.0, 10.0, 1.0),
+        (6, 1.0, 10.0, 5.0),  # capped at backoff_max
+        (3, 1.0, 1.0, None),  # would end at the deadline: not started
+        (3, 1.0, 1.01, 1.0),
+    ],
+)
+def test_a_retry_after_a_5xx_or_network_error_backs_off_exponentially_within_the_room(
+    attempt: int, jitter: float, room: float, delay: float | None
+) -> None:
+    settings = ApiSettings(endpoint=ENDPOINT, project_id=PROJECT)
+    client, _, _ = throttled_client(settings, jitter)
+    assert client._backoff(attempt, throttled=False, room=room) == pytest.approx(delay)
+
+
+def test_a_429_pauses_through_the_limiter_and_the_retry_waits_there(api_settings: ApiSettings) -> None:
+    settings = replace(api_settings, rate_limit=20, throttle_backoff=0.01)
+    client, limiter, clock = throttled_client(settings, jitter=0.5)
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).mock(
+            side_effect=[
+                httpx.Response(429, content=error_body("APIGW.0308", "x")),
+                httpx.Response(200, content=body([record(1)])),
+            ]
+        )
+        pages = list_all(client, clock() + 60)
+    assert route.call_count == 2 and len(pages[0].tasks) == 1
+    assert limiter.pauses == [pytest.approx(0.0175)]  # 0.01 + 1.5 * 0.01 * 0.5
+    assert (limiter.rate, limiter.ceiling) == (pytest.approx(10.36), 18)  # halved, then a step of 2 % of 18
+
+
+def always_failing_listing(
+    client: VodClient, status: int, code: str, deadline: float, error_class: type[ApiError]
+) -> int:
+    """Lists against an API that always answers ``status``; the calls made before it gave up."""
+    with respx.mock() as mock:
+        route = mock.get(TASKS_URL).respond(status, content=error_body(code, "failed"))
+        with pytest.raises(error_class, match=f"HTTP {status}"):
+            list_all(client, deadline)
+    return route.call_count
+
+
+def test_a_429_that_leaves_no_room_for_the_pause_is_not_waited_for(api_settings: ApiSettings) -> None:
+    settings = replace(api_settings, rate_limit=20, throttle_backoff=2.0)
+    client, limiter, clock = throttled_client(settings, jitter=0.0)
+    start = clock()
+    # 2 s of pause and then a slot at 10/s do not fit in 2.05 s.
+    assert always_failing_listing(client, 429, "APIGW.0308", start + 2.05, ThrottledError) == 1
+    assert clock() == start
+    assert limiter.pauses == [2.0]  # the episode still pauses every other request
+    assert limiter.rate == 10
+
+
+def test_the_last_429_after_the_retries_still_slows_down_for_a_whole_pause(api_settings: ApiSettings) -> None:
+    settings = replace(api_settings, rate_limit=20, max_retries=0, throttle_backoff=2.0)
+    client, limiter, clock = throttled_client(settings, jitter=1.0)
+    assert always_failing_listing(client, 429, "APIGW.0308", clock() + 1, ThrottledError) == 1
+    # No retry of ours waits for it, so the pause is not cut to our deadline: others wait it out.
+    assert limiter.pauses == [5.0]
+    assert limiter.rate == 10
+
+
+def test_a_5xx_backoff_that_would_end_past_the_deadline_is_not_started(api_settings: ApiSettings) -> None:
+    settings = replace(api_settings, backoff_base=1.0, backoff_max=1.0)
+    client, _, clock = throttled_client(settings, jitter=1.0)
+    start = clock()
+    assert always_failing_listing(client, 503, "APIGW.0613", start + 0.9, ServerError) == 1
+    assert clock() == start
 
 
 def test_fetch_pages_asks_for_exactly_the_pages_given(api_settings: ApiSettings) -> None:

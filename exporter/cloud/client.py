@@ -13,6 +13,7 @@ the deadline too. API calls are counted by ``api_metrics.CountingTransport`` und
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -197,26 +198,43 @@ class VodClient:
             except SlowedDown:
                 raise
             except ApiError as error:
-                if not is_retryable(error) or attempt >= self._settings.max_retries or abandoned.is_set():
+                attempt += 1
+                retrying = (
+                    is_retryable(error) and attempt <= self._settings.max_retries and not abandoned.is_set()
+                )
+                if isinstance(error, ThrottledError):
+                    # Every 429 slows the limiter down, the last one too. The pause is one per
+                    # episode and shared: the limiter holds every slot until it ends, so the retry
+                    # waits for its slot in ``acquire``, which raises ``SlowedDown`` rather than
+                    # start a wait that would end past the deadline.
+                    room = self._limiter.longest_pause(deadline()) if retrying else math.inf
+                    pause = self._backoff(attempt, throttled=True, room=room)
+                    self._limiter.throttled(self._settings.throttle_backoff if pause is None else pause)
+                    if not retrying or pause is None:
+                        raise  # when no pause fits before the deadline, the 429 is the cause
+                    log.debug("retrying %s after a pause of %.2fs after %s", query, pause, error)
+                    continue
+                if not retrying:
                     raise
-                throttled = isinstance(error, ThrottledError)
-                if throttled:
-                    self._limiter.throttled()
-                delay = self._backoff(attempt, throttled=throttled)
-                if self._clock() + delay >= deadline():
+                delay = self._backoff(attempt, throttled=False, room=deadline() - self._clock())
+                if delay is None:
                     raise  # waiting would miss the deadline; report the cause, not the clock
                 log.debug("retrying %s in %.2fs after %s", query, delay, error)
                 if abandoned.wait(delay):
                     raise
-                attempt += 1
 
-    def _backoff(self, attempt: int, *, throttled: bool) -> float:
+    def _backoff(self, attempt: int, *, throttled: bool, room: float) -> float | None:
+        """The wait before retry ``attempt`` (1 for the first), jittered; ``None`` when no wait
+        the rules allow ends within ``room`` seconds (a retry must still have time to be sent)."""
         if throttled:
-            # Huawei advises 2-5 s after APIGW.0308; spread replicas across that window.
-            base = self._settings.throttle_backoff
-            return base * (1.0 + 1.5 * self._jitter())
-        ceiling: float = min(self._settings.backoff_max, self._settings.backoff_base * 2.0**attempt)
-        return ceiling * (0.5 + 0.5 * self._jitter())
+            # Huawei advises 2-5 s after APIGW.0308; spread replicas across that window, within
+            # the part of it that fits. Never shorter: that is the advice.
+            shortest = self._settings.throttle_backoff
+            longest = min(2.5 * shortest, room)
+            return None if longest < shortest else shortest + (longest - shortest) * self._jitter()
+        ceiling: float = min(self._settings.backoff_max, self._settings.backoff_base * 2.0 ** (attempt - 1))
+        delay = ceiling * (0.5 + 0.5 * self._jitter())
+        return delay if delay < room else None
 
     def _request_page(self, query: _Query, deadline: Deadline, abandoned: threading.Event) -> _Answer:
         if deadline() - self._clock() <= 0:

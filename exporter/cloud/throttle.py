@@ -1,8 +1,17 @@
 """The request-rate limit: a token bucket that also slows down when the API says 429.
 
 VOD's flow control counts calls per tenant per minute, shared by everything that uses the
-account. The bucket keeps one exporter from spending the quota in a burst; after a 429 the rate is
-halved and then earned back a little with every request that succeeds.
+account. The bucket keeps one exporter from spending the quota in a burst. After a 429 it slows
+down additively-increase, multiplicatively-decrease (AIMD), with a memory:
+
+- once per throttling episode (the 429s of requests that were in flight together), the rate is
+  halved and every slot waits for one pause (Huawei advises 2-5 s): the whole exporter waits once,
+  instead of each request sleeping on its own while the others keep spending the quota;
+- the rate is earned back a small step per request that succeeds, but only up to a ceiling just
+  below the rate that drew the 429: the quota lies below that rate, so going back to it would
+  only draw the next 429, and each costs a pause that a scrape's deadline can ill afford;
+- the ceiling is remembered for a while and then raised a little, so that a quota that has grown
+  (another client of the account has stopped) is found again, one cautious step at a time.
 """
 
 from __future__ import annotations
@@ -17,10 +26,19 @@ from exporter.cloud.errors import DeadlineExceeded, SlowedDown
 # With no configured limit the first 429 still needs a rate to halve: start from this one.
 _UNLIMITED_FALLBACK_RATE = 20.0
 _MIN_RATE = 0.5
-_RECOVERY_FACTOR = 1.05
-# Requests in flight when the API starts to throttle all come back 429: one halving per this
-# window, not one per answer.
+# Requests in flight when the API starts to throttle all come back 429: one halving (and one
+# pause) per episode, not one per answer. An episode lasts this long, or to the end of its pause.
 _THROTTLE_WINDOW = 2.0
+# The quota lies below the rate that drew a 429: recovery stops at this share of it.
+_CEILING_SHARE = 0.9
+# Earned back per successful request, as a share of the ceiling. Additive, so that the rate
+# creeps up to the ceiling (from half of the rate that drew the 429: 23 successes) rather than
+# racing past the quota as a compounding 5 % a request did (doubled in 14 requests, under a second).
+_RECOVERY_STEP = 0.02
+# How long a ceiling holds after the 429 that set it (or its last rise), and how much it rises
+# then: a quota that has not changed costs one 429 per probe, one probe per this period at most.
+_CEILING_MEMORY = 600.0
+_CEILING_RISE = 1.25
 
 
 class RateLimiter:
@@ -34,6 +52,8 @@ class RateLimiter:
     ) -> None:
         self._configured = rate if rate > 0 else math.inf
         self._rate = self._configured
+        self._ceiling = self._configured  # below the configured rate after a 429, for a while
+        self._ceiling_set = -math.inf
         self._burst = float(max(1, burst))
         self._tokens = self._burst
         self._clock = clock
@@ -46,6 +66,11 @@ class RateLimiter:
     def rate(self) -> float:
         """Requests per second allowed now (``inf`` when unlimited)."""
         return self._rate
+
+    @property
+    def ceiling(self) -> float:
+        """The rate that recovery after 429s stops at (the configured rate when none came)."""
+        return self._ceiling
 
     def acquire(self, deadline: float, cancelled: threading.Event | None = None) -> None:
         """Wait for a request slot; raises ``DeadlineExceeded`` if it would come after ``deadline``
@@ -71,19 +96,37 @@ class RateLimiter:
                 self._tokens += 1  # not spent: give it back
             raise DeadlineExceeded("the listing ended while this request waited for a slot")
 
-    def throttled(self) -> None:
-        """The API answered 429: halve the rate (once per throttling window)."""
+    def longest_pause(self, deadline: float) -> float:
+        """How long a pause after a 429 may be for a request at the slowed rate to still start
+        before ``deadline`` (negative when none fits)."""
+        with self._lock:
+            now = self._clock()
+            slowed = self._rate if now < self._calm_until else self._slowed_rate()
+            return deadline - now - 1 / slowed
+
+    def throttled(self, pause: float = 0.0) -> None:
+        """The API answered 429. The first of an episode halves the rate, remembers a ceiling
+        below the rate that drew it, and holds every slot until ``pause`` seconds have passed;
+        the rest of the episode's 429s change nothing (their retries queue behind that pause)."""
         with self._lock:
             now = self._clock()
             if now < self._calm_until:
                 return
-            self._calm_until = now + _THROTTLE_WINDOW
+            self._calm_until = now + max(_THROTTLE_WINDOW, pause)
             # Settle what was earned at the old rate first, so that none of it is credited again
             # at the new one.
             self._refill(now)
-            current = _UNLIMITED_FALLBACK_RATE if math.isinf(self._rate) else self._rate
-            self._rate = max(_MIN_RATE, current / 2)
-            self._tokens = min(self._tokens, 0.0)
+            drew = _UNLIMITED_FALLBACK_RATE if math.isinf(self._rate) else self._rate
+            self._rate = self._slowed_rate()
+            self._ceiling = max(self._rate, _CEILING_SHARE * drew)
+            self._ceiling_set = now
+            # A debt of the pause's worth of slots: the first comes one interval after the pause,
+            # the next at the slowed rate, with no burst saved up meanwhile.
+            self._tokens = min(self._tokens, 0.0) - pause * self._rate
+
+    def _slowed_rate(self) -> float:
+        current = _UNLIMITED_FALLBACK_RATE if math.isinf(self._rate) else self._rate
+        return max(_MIN_RATE, current / 2)
 
     def _refill(self, now: float) -> None:
         if not math.isinf(self._rate):
@@ -91,10 +134,22 @@ class RateLimiter:
         self._updated = now
 
     def succeeded(self) -> None:
-        """A request went through: earn back some of the rate lost to 429s."""
+        """A request went through: earn back a step of the rate lost to 429s, up to the ceiling."""
         if self._rate >= self._configured:
             return
         with self._lock:
-            self._rate *= _RECOVERY_FACTOR
-            if self._rate >= self._configured or self._rate > 10 * _UNLIMITED_FALLBACK_RATE:
-                self._rate = self._configured
+            self._raise_ceiling(self._clock())
+            if self._rate >= self._ceiling:
+                return
+            self._refill(self._clock())  # what was earned so far, at the rate it was earned at
+            self._rate = min(self._ceiling, self._rate + _RECOVERY_STEP * self._ceiling)
+
+    def _raise_ceiling(self, now: float) -> None:
+        if self._ceiling >= self._configured or now - self._ceiling_set < _CEILING_MEMORY:
+            return
+        self._ceiling *= _CEILING_RISE
+        self._ceiling_set = now
+        # Without a configured limit the ceiling has nothing to reach: past ten times the
+        # fallback it is lifted.
+        if self._ceiling >= self._configured or self._ceiling > 10 * _UNLIMITED_FALLBACK_RATE:
+            self._ceiling = self._configured

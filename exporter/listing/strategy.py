@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ _PASS_TIMEOUTS_BEFORE_FALLBACK = 2
 # A background listing that tasks removed while it read is read again this many times in a row.
 _BACKGROUND_RESTARTS = 3
 _ORDER_REASONS = frozenset({"order_changed", "order_unknown"})
+_TRANSITIONS_KEPT = 16
 # How long ``close`` waits for a background listing's round to end, unless told otherwise.
 _CLOSE_SECONDS = 5.0
 
@@ -151,6 +153,9 @@ class ListingStrategy:
         self._clock = clock
         self._wall_clock = wall_clock
         self.state = State.LEARNING
+        # The latest transitions, oldest first: what the log says at debug level, kept for a
+        # status page and for tests.
+        self.transitions: deque[tuple[State, Event, State]] = deque(maxlen=_TRANSITIONS_KEPT)
         self._reason = "learning"  # why the next listing is of its kind, for listing_mode
         self._known: KnownTasks | None = None  # trusted in ``incremental``: passes start from it
         self._recent: tuple[Task, ...] = ()  # recently finished tasks, for per-task series
@@ -212,6 +217,7 @@ class ListingStrategy:
         following = TRANSITIONS.get((self.state, event))
         if following is None:
             raise RuntimeError(f"no transition from {self.state.value} on: {event.value}")
+        self.transitions.append((self.state, event, following))
         if following is not self.state:
             log.debug("listing state %s -> %s: %s", self.state.value, following.value, event.value)
         self.state = following
@@ -464,8 +470,8 @@ class ListingStrategy:
         self._last_complete = self._clock()
         self._order = result.known.order
         self._background_restarts = 0
-        if self.state is not State.INCREMENTAL:
-            self._move(Event.SYNCED if self.state is State.SYNCING else Event.ORDER_LEARNED, "order_verified")
+        if background is not None:
+            self._move(Event.SYNCED, "order_verified")
         self._publish(result, calls + synced.calls, started, mode, agreed=True)
         return True
 

@@ -16,6 +16,7 @@ class ListingFailed(Exception):
 
 
 class InconsistentListing(ListingFailed):
-    """The pages do not add up: tasks came or went while paging, or the API repeats or omits pages."""
+    """The pages cannot be exact: tasks were removed while paging, one was listed twice, an API in
+    no order gained tasks while listed, or the API repeats or omits pages."""
 
     reason = "inconsistent"

@@ -103,7 +103,8 @@ def mutated(order: Order, change: Callable[[Listing, KnownTasks], None]) -> Pass
 @pytest.mark.parametrize("order", [Order.NEWEST_FIRST, Order.OLDEST_FIRST])
 def test_a_purged_old_task_is_a_surprise(order: Order) -> None:
     rejection = mutated(order, lambda listing, _: listing.remove(listing.tasks[0].task_id))
-    assert rejection.reason in ("anchor_moved", "young_end", "removed")
+    # Ten tasks arrived: the total did not fall, but every known age moved down by one.
+    assert rejection.reason == "anchor_moved"
 
 
 def test_a_deleted_open_task_is_a_surprise() -> None:
@@ -111,25 +112,22 @@ def test_a_deleted_open_task_is_a_surprise() -> None:
         deep = next(task for task in listing.tasks[:1000] if task.is_open)
         listing.remove(deep.task_id)
 
-    assert mutated(Order.NEWEST_FIRST, delete_deep_open).reason in (
-        "task_deleted",
-        "anchor_moved",
-        "young_end",
-    )
+    # Every task younger than it moved down an age: the anchor shows it first.
+    assert mutated(Order.NEWEST_FIRST, delete_deep_open).reason == "anchor_moved"
 
 
 def test_a_changed_order_is_a_surprise() -> None:
     def shuffle(listing: Listing, _: KnownTasks) -> None:
         random.Random(1).shuffle(listing.tasks)
 
-    assert mutated(Order.NEWEST_FIRST, shuffle).reason in ("anchor_moved", "young_end", "duplicate")
+    assert mutated(Order.NEWEST_FIRST, shuffle).reason == "anchor_moved"
 
 
 def test_a_task_that_appears_deep_in_the_history_is_a_surprise() -> None:
     def late(listing: Listing, _: KnownTasks) -> None:
         listing.tasks.insert(500, make(999_999, SUCCEED, listing.tasks[500].created))
 
-    assert mutated(Order.NEWEST_FIRST, late).reason in ("young_end", "anchor_moved")
+    assert mutated(Order.NEWEST_FIRST, late).reason == "anchor_moved"
 
 
 def test_a_finished_task_that_changes_status_is_a_surprise() -> None:
@@ -194,7 +192,10 @@ def test_reading_by_age_a_listing_that_loses_tasks_is_a_surprise() -> None:
     with pytest.raises(PassRejected) as raised:
         # The oldest task is purged after every round.
         sync(listing, Order.NEWEST_FIRST, lambda: listing.remove(listing.tasks[0].task_id))
-    assert raised.value.reason in ("removed", "duplicate", "order_changed")
+    assert (raised.value.reason, str(raised.value)) == (
+        "removed",
+        "the total fell from 3000 to 2999: tasks were removed",
+    )
 
 
 def test_a_task_arriving_during_a_pass_among_the_youngest_ties_is_not_taken_for_an_older_one() -> None:

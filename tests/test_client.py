@@ -21,7 +21,6 @@ from exporter.cloud.errors import (
     ApiError,
     AuthError,
     BadResponseError,
-    DeadlineExceeded,
     NetworkError,
     RequestTimeout,
     ServerError,
@@ -29,6 +28,7 @@ from exporter.cloud.errors import (
 )
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import ApiSettings
+from exporter.deadline import Deadline, DeadlineExceeded
 from exporter.tasks import Page, PageRequest
 from tests.conftest import ENDPOINT, PROJECT, TASKS_URL, FakeClock, body, error_body, record
 
@@ -53,16 +53,18 @@ def serve_listing(mock: respx.MockRouter, count: int) -> respx.Route:
     return mock.get(TASKS_URL).mock(side_effect=page)
 
 
-def list_all(client: VodClient, deadline: float) -> list[Page]:
+def list_all(client: VodClient, deadline: float | Deadline) -> list[Page]:
     """Every page of the listing as a complete listing reads them: the first page, which tells the
     total, then the rest at once."""
+    if not isinstance(deadline, Deadline):
+        deadline = Deadline(deadline)
     (first,) = client.stream_pages([PageRequest(0, 100)], deadline)
     rest = (PageRequest(offset, 100) for offset in range(100, first.total, 100))
     return [first, *client.stream_pages(rest, deadline)]
 
 
-def far_deadline() -> float:
-    return time.monotonic() + 60
+def far_deadline() -> Deadline:
+    return Deadline(time.monotonic() + 60)
 
 
 @pytest.mark.parametrize(("count", "calls"), [(0, 1), (1, 1), (100, 1), (101, 2), (10_050, 101)])

@@ -13,8 +13,9 @@ import pytest
 import respx
 
 from exporter.cloud.client import VodClient
-from exporter.cloud.errors import AuthError, DeadlineExceeded, ServerError
+from exporter.cloud.errors import AuthError, ServerError
 from exporter.config import ApiSettings, ScrapeSettings, SeriesSettings
+from exporter.deadline import DeadlineExceeded
 from exporter.listing.coordinator import FAILURE_RETRY, ListingCoordinator
 from exporter.store import StoreView, TaskStore
 from exporter.tasks import Page, PageRequest, parse_page

@@ -4,12 +4,12 @@ known, incremental passes after, fallbacks, background complete listings and rec
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 import pytest
 
-from exporter.cloud.errors import DeadlineExceeded, ServerError
+from exporter.cloud.errors import ServerError
 from exporter.config import ListingSettings, SeriesSettings
+from exporter.deadline import Deadline, DeadlineExceeded
 from exporter.listing.known import Order
 from exporter.listing.strategy import ListingPending, ListingStrategy, OrderUnknown
 from exporter.store import StoreView, TaskStore
@@ -36,8 +36,8 @@ def strategy(
     return runner, store, clock
 
 
-def far(clock: FakeClock) -> Callable[[], float]:
-    return lambda: clock() + 30.0
+def far(clock: FakeClock) -> Deadline:
+    return Deadline(clock() + 30.0)
 
 
 def assert_published_exactly(view: StoreView, listing: Listing) -> None:

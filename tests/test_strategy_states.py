@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-from exporter.cloud.errors import DeadlineExceeded, ServerError
+from exporter.cloud.errors import ServerError
 from exporter.config import ListingSettings, SeriesSettings
+from exporter.deadline import Deadline, DeadlineExceeded
 from exporter.listing.known import Order
 from exporter.listing.strategy import TRANSITIONS, Event, ListingPending, ListingStrategy, State
 from exporter.store import TaskStore
@@ -38,7 +39,7 @@ def strategy(
 
 
 def run(runner: ListingStrategy, clock: FakeClock) -> None:
-    runner.run(lambda: clock() + 30.0)
+    runner.run(Deadline(clock() + 30.0))
 
 
 def background_done(runner: ListingStrategy) -> None:
@@ -324,7 +325,7 @@ def fitted(listing: Listing, rate_limit: float = 20.0) -> tuple[ListingStrategy,
 def test_once_fits_its_deadline_to_the_project_at_the_rate_limit() -> None:
     listing = Recording(Order.NEWEST_FIRST, history(5000))
     runner, clock = fitted(listing)
-    runner.run(lambda: clock() + 900.0)
+    runner.run(Deadline(clock() + 900.0))
     # The first page under the longest wait; the rest under 50 pages at 20/s, twice, plus 10 s.
     assert listing.deadlines[0] == clock() + 900.0
     assert listing.deadlines[1:] == [clock() + 2 * 50 / 20 + 10]
@@ -333,7 +334,7 @@ def test_once_fits_its_deadline_to_the_project_at_the_rate_limit() -> None:
 def test_once_says_which_flag_to_set_when_the_project_cannot_fit() -> None:
     runner, clock = fitted(Listing(Order.NEWEST_FIRST, history(5000)), rate_limit=1.0)
     with pytest.raises(DeadlineExceeded) as raised:
-        runner.run(lambda: clock() + 60.0)
+        runner.run(Deadline(clock() + 60.0))
     assert str(raised.value) == (
         "listing 5000 tasks takes about 110s at --api.rate-limit 1, more than the 60s left: "
         "set --scrape.timeout 110s, or a higher --api.rate-limit if the quota allows"

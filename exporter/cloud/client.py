@@ -27,7 +27,6 @@ from exporter.cloud.bodies import ACCEPT_ENCODING, read_body
 from exporter.cloud.errors import (
     ApiError,
     BadResponseError,
-    DeadlineExceeded,
     RequestTimeout,
     SlowedDown,
     ThrottledError,
@@ -38,6 +37,7 @@ from exporter.cloud.errors import (
 from exporter.cloud.signing import canonical_query
 from exporter.cloud.throttle import RateLimiter
 from exporter.config import ApiSettings
+from exporter.deadline import Deadline, DeadlineExceeded
 from exporter.tasks import InvalidPage, Page, PageRequest, parse_page
 from exporter.timestamps import TimestampMemo
 
@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 
 OPERATION = "list_editing_tasks"
 LIST_PERMISSION = "vod:asset:listEditTask"  # the IAM action this call needs
-
-Deadline = Callable[[], float]  # a clock() value, re-read: the listing's owner may move it
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,18 +103,16 @@ class VodClient:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def stream_pages(
-        self, requests: Iterable[PageRequest], deadline: float | Deadline
+        self, requests: Iterable[PageRequest], deadline: Deadline
     ) -> Generator[Page, None, None]:
         """The pages asked for, in the order they arrive, at most ``concurrency`` in flight under
         the rate limit; the next request goes out before an answer is parsed.
 
-        ``deadline`` is a ``clock()`` value, or a function giving it: re-read at every check, so
-        that whoever runs the listing can move it while pages are fetched. Raises an ``ApiError``
+        ``deadline`` is re-read at every check, so that whoever runs the listing can move it while
+        pages are fetched. Raises an ``ApiError``
         subclass when a page cannot be had (after the retries the rules allow) or the deadline
         passes; stopping early abandons the pages not yet answered.
         """
-        if not callable(deadline):
-            deadline = _fixed(deadline)
         abandoned = threading.Event()
         queries = (_Query(request.offset, request.limit) for request in requests)
         pending: set[Future[_Answer]] = set()
@@ -136,13 +132,13 @@ class VodClient:
             for future in pending:
                 future.cancel()
 
-    def fetch_pages(self, requests: Sequence[PageRequest], deadline: float | Deadline) -> list[Page]:
+    def fetch_pages(self, requests: Sequence[PageRequest], deadline: Deadline) -> list[Page]:
         """The pages asked for (any offset, any limit up to the page size), fetched at most
         ``concurrency`` at a time under the rate limit; in the order asked."""
         answers = self._fetch_all([_Query(request.offset, request.limit) for request in requests], deadline)
         return [answer.parse(self._times.parse) for answer in answers]
 
-    def fetch_tasks(self, task_ids: Sequence[str], deadline: float | Deadline) -> dict[str, Page]:
+    def fetch_tasks(self, task_ids: Sequence[str], deadline: Deadline) -> dict[str, Page]:
         """Each task asked for by ``task_id``: a page of it alone, or an empty one (total 0) for a
         task the API no longer has."""
         answers = self._fetch_all([_Query(0, 1, task_id) for task_id in task_ids], deadline)
@@ -151,9 +147,7 @@ class VodClient:
             for task_id, answer in zip(task_ids, answers, strict=True)
         }
 
-    def _fetch_all(self, queries: Sequence[_Query], deadline: float | Deadline) -> list[_Answer]:
-        if not callable(deadline):
-            deadline = _fixed(deadline)
+    def _fetch_all(self, queries: Sequence[_Query], deadline: Deadline) -> list[_Answer]:
         abandoned = threading.Event()
         futures = [self._pool.submit(self._fetch_page, query, deadline, abandoned) for query in queries]
         try:
@@ -207,7 +201,7 @@ class VodClient:
                     # episode and shared: the limiter holds every slot until it ends, so the retry
                     # waits for its slot in ``acquire``, which raises ``SlowedDown`` rather than
                     # start a wait that would end past the deadline.
-                    room = self._limiter.longest_pause(deadline()) if retrying else math.inf
+                    room = self._limiter.longest_pause(deadline) if retrying else math.inf
                     pause = self._backoff(attempt, throttled=True, room=room)
                     self._limiter.throttled(self._settings.throttle_backoff if pause is None else pause)
                     if not retrying or pause is None:
@@ -239,7 +233,7 @@ class VodClient:
     def _request_page(self, query: _Query, deadline: Deadline, abandoned: threading.Event) -> _Answer:
         if deadline() - self._clock() <= 0:
             raise _past_deadline()
-        self._limiter.acquire(deadline(), abandoned)
+        self._limiter.acquire(deadline, abandoned)
         remaining = deadline() - self._clock()
         if remaining <= 0 or abandoned.is_set():
             raise _past_deadline()
@@ -275,10 +269,6 @@ class VodClient:
                 raise _past_deadline()
 
         return read_body(response, check=check)
-
-
-def _fixed(deadline: float) -> Deadline:
-    return lambda: deadline
 
 
 def _past_deadline() -> DeadlineExceeded:

@@ -100,12 +100,6 @@ class RequestTimeout(NetworkError):
     reason = "timeout"
 
 
-class DeadlineExceeded(ApiError):
-    """The listing could not finish before the scrape deadline."""
-
-    reason = "timeout"
-
-
 # Gateway codes that say more than the HTTP status does. The API sends both the APIGW. and the
 # older APIG. prefix for the same code.
 _GATEWAY_CODES: Mapping[str, type[ApiError]] = {

@@ -21,7 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from exporter.cloud.errors import DeadlineExceeded, SlowedDown
+from exporter.cloud.errors import SlowedDown
+from exporter.deadline import Deadline, DeadlineExceeded
 
 # With no configured limit the first 429 still needs a rate to halve: start from this one.
 _UNLIMITED_FALLBACK_RATE = 20.0
@@ -72,7 +73,7 @@ class RateLimiter:
         """The rate that recovery after 429s stops at (the configured rate when none came)."""
         return self._ceiling
 
-    def acquire(self, deadline: float, cancelled: threading.Event | None = None) -> None:
+    def acquire(self, deadline: Deadline, cancelled: threading.Event | None = None) -> None:
         """Wait for a request slot; raises ``DeadlineExceeded`` if it would come after ``deadline``
         or ``cancelled`` is set while waiting (the listing it was for has ended)."""
         with self._lock:
@@ -81,7 +82,7 @@ class RateLimiter:
             now = self._clock()
             self._refill(now)
             wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self._rate
-            if now + wait > deadline:
+            if now + wait > deadline():
                 if self._rate < self._configured:
                     raise SlowedDown("slowed down by 429s: the next request would miss the deadline")
                 raise DeadlineExceeded("the request-rate limit leaves no slot before the scrape deadline")
@@ -96,13 +97,13 @@ class RateLimiter:
                 self._tokens += 1  # not spent: give it back
             raise DeadlineExceeded("the listing ended while this request waited for a slot")
 
-    def longest_pause(self, deadline: float) -> float:
+    def longest_pause(self, deadline: Deadline) -> float:
         """How long a pause after a 429 may be for a request at the slowed rate to still start
         before ``deadline`` (negative when none fits)."""
         with self._lock:
             now = self._clock()
             slowed = self._rate if now < self._calm_until else self._slowed_rate()
-            return deadline - now - 1 / slowed
+            return deadline() - now - 1 / slowed
 
     def throttled(self, pause: float = 0.0) -> None:
         """The API answered 429. The first of an episode halves the rate, remembers a ceiling

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 from exporter.cloud.errors import AuthError
 from exporter.config import SeriesSettings
+from exporter.deadline import Deadline
 from exporter.failures import ListingFailed
 from exporter.listing.fold import ListingFold
 from exporter.listing.known import KnownTasks, Order, PassRejected
-from exporter.listing.reading import Deadline, PageSource, read_round
+from exporter.listing.reading import PageSource, read_round
 from exporter.store import SeriesPicker
 from exporter.tasks import PageRequest, Task
 
@@ -140,8 +141,7 @@ class BackgroundListing:
         return SyncedListing(fold.result(), recent, fold.calls)
 
     def _round_deadline(self) -> Deadline:
-        end = self._pacing.clock() + ROUND_SECONDS
-        return lambda: end
+        return Deadline(self._pacing.clock() + ROUND_SECONDS)
 
     def _probe_order(self) -> Order:
         """Newest first if the first page's first task is younger than the last page's last."""

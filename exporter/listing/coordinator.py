@@ -34,8 +34,9 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from exporter.cloud.errors import AuthError, DeadlineExceeded
+from exporter.cloud.errors import AuthError
 from exporter.config import ListingSettings
+from exporter.deadline import Deadline, DeadlineExceeded
 from exporter.failures import ListingFailed
 from exporter.listing.reading import PageSource
 from exporter.listing.strategy import ListingPending, ListingStrategy
@@ -57,16 +58,13 @@ class _Listing:
         self.number = number
         self.started = started
         self.cap = cap
-        self.deadline = started  # raised by every waiter; read by the client on every check
+        self.deadline = Deadline(started)  # raised by every waiter; read by the client on every check
         self.done = threading.Event()
         self.published = False  # its result (success or failure) is in the store
 
     def wait_until(self, deadline: float) -> None:
         """Called under the coordinator's lock: a waiter joins with its deadline."""
-        self.deadline = max(self.deadline, min(deadline, self.cap))
-
-    def current_deadline(self) -> float:
-        return self.deadline
+        self.deadline.extend_to(min(deadline, self.cap))
 
 
 class ListingCoordinator:
@@ -140,7 +138,7 @@ class ListingCoordinator:
         """``refresh``'s second half: whether the store is current by ``deadline``."""
         if isinstance(listing, bool):
             return listing
-        if not listing.done.wait(max(0.0, deadline - self._clock())) and listing.deadline <= deadline:
+        if not listing.done.wait(max(0.0, deadline - self._clock())) and listing.deadline() <= deadline:
             # The listing ends at this very deadline too: its outcome, a moment later, is a better
             # answer than "could not wait" (and what ``once`` reports). The offset kept back from
             # Prometheus' timeout leaves room for it.
@@ -154,7 +152,7 @@ class ListingCoordinator:
             self._closing = True
             listing, thread = self._in_flight, self._thread
             if listing is not None:
-                listing.deadline = min(listing.deadline, self._clock() + timeout)
+                listing.deadline.bring_forward(self._clock() + timeout)
         self._strategy.stop()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -185,7 +183,7 @@ class ListingCoordinator:
 
     def _list(self, listing: _Listing) -> None:
         try:
-            self._strategy.run(listing.current_deadline)
+            self._strategy.run(listing.deadline)
         except ListingPending as pending:
             elapsed = self._clock() - listing.started
             self._store.record_pending(elapsed, str(pending), pending.progress)

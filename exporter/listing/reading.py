@@ -10,12 +10,11 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from contextlib import closing
 from typing import Protocol
 
+from exporter.deadline import Deadline
 from exporter.listing.fold import ListingFold, Wanted
 from exporter.listing.known import KnownTasks, PassRejected, snapshot_of
 from exporter.store import SeriesPicker, Snapshot, TaskStore
 from exporter.tasks import Page, PageRequest, Task
-
-Deadline = Callable[[], float]  # a clock() value, re-read: the listing's owner may move it
 
 # Rounds in a row that add nothing to a listing before it is given up: an API that repeats or
 # omits pages would otherwise be asked again until the deadline.

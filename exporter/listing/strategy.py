@@ -27,14 +27,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from exporter.cloud.errors import DeadlineExceeded
 from exporter.config import FIT_SLACK, ListingSettings, SeriesSettings
+from exporter.deadline import Deadline, DeadlineExceeded
 from exporter.failures import InconsistentListing, ListingFailed
 from exporter.listing.background import BackgroundListing, Pacing, SyncedListing
 from exporter.listing.fold import ListingFold
 from exporter.listing.incremental import PassResult, run_pass
 from exporter.listing.known import HeadEntry, KnownTasks, Order, PassRejected, series_of, snapshot_of
-from exporter.listing.reading import CompleteListing, Deadline, PageSource, read_round, read_to_end
+from exporter.listing.reading import CompleteListing, PageSource, read_round, read_to_end
 from exporter.store import ListingFacts, TaskStore
 from exporter.tasks import Task
 
@@ -308,8 +308,7 @@ class ListingStrategy:
                 f"{self._rate_limit:g}, more than the {left:.0f}s left: set --scrape.timeout "
                 f"{math.ceil(needed)}s, or a higher --api.rate-limit if the quota allows"
             )
-        fitted = self._clock() + needed
-        return lambda: min(deadline(), fitted)
+        return deadline.sooner(self._clock() + needed)
 
     def _to_background(self, reading: _Reading) -> None:
         self._reading = None

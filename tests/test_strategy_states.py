@@ -407,3 +407,24 @@ def test_reconciliation_counts_a_difference_deep_in_the_history_while_tasks_arri
     health = store.view().listing
     assert (health.reconciliations, health.reconciliation_mismatches) == (1, 1)
     runner.close()
+
+
+def test_an_empty_project_goes_on_learning() -> None:
+    listing = Listing(Order.NEWEST_FIRST, [])
+    runner, _, clock = strategy(listing, "incremental")
+    run(runner, clock)
+    listing.tasks = history(300)
+    run(runner, clock)  # incremental mode does not give up on an order nothing has shown yet
+    assert seen(runner) == [
+        (S.LEARNING, E.NO_EVIDENCE, S.LEARNING),
+        (S.LEARNING, E.ORDER_LEARNED, S.INCREMENTAL),
+    ]
+
+
+def test_a_project_in_no_order_that_shows_no_step_stays_on_complete_listings() -> None:
+    listing = unordered(300)
+    runner, _, clock = strategy(listing)
+    run(runner, clock)
+    listing.tasks = listing.tasks[:1]
+    run(runner, clock)
+    assert seen(runner)[-1] == (S.COMPLETE_ONLY, E.NO_EVIDENCE, S.COMPLETE_ONLY)

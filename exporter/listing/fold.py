@@ -128,6 +128,7 @@ class ListingFold:
         self._spans: list[_Span] = []
         self._steps = False  # create_time changed somewhere: an order can be learned
         self._unsettled: set[float] = set()  # create_times whose tie group must be read whole
+        self._settled: set[float] = set()  # those read whole by one page since
         self._settles: dict[int, _Settle] = {}  # offset asked for -> the tie group it reads
         self._links: set[int] = set()  # boundaries asked to be read together this round
         self.changes = 0  # pages that placed, linked or settled something: the caller's progress
@@ -181,8 +182,50 @@ class ListingFold:
         for wanted in self._gap_requests(most - len(settles), busy=[(w.low, w.high) for w in settles]):
             gaps += 1
             yield wanted
-        if not settles and not gaps and self._cursor >= self._as_of:
-            yield from self._link_requests(most)
+        if settles or gaps or self._cursor < self._as_of:
+            return
+        if self._malformed_ties():
+            yield from self._settle_requests(most)
+            return
+        yield from self._link_requests(most)
+
+    def _malformed_ties(self) -> bool:
+        """Mark unsettled every tie group that holds a malformed record and was placed by more than
+        one page: a malformed record has no id, so one that another call showed again at another
+        age is not seen as a duplicate, and the group must be read whole (docs: "Ties are a set").
+        Whether any was marked."""
+        if self._positional or self._order is None:
+            return False
+        marked = False
+        age = self._status.find(_MALFORMED)
+        while age != -1:
+            for created in self._neighbour_times(age):
+                fresh = created not in self._settled and created not in self._unsettled
+                if fresh and self._read_apart(created):
+                    self._unsettled.add(created)
+                    marked = True
+            age = self._status.find(_MALFORMED, age + 1)
+        return marked
+
+    def _neighbour_times(self, age: int) -> set[float]:
+        """The create_times of the nearest valid records older and younger than ``age``."""
+        times: set[float] = set()
+        for step in (-1, 1):
+            neighbour = age + step
+            while 0 <= neighbour < len(self._created) and self._hashes[neighbour] == _MALFORMED:
+                neighbour += step
+            if 0 <= neighbour < len(self._created) and self._hashes[neighbour] != _UNREAD:
+                times.add(self._created[neighbour])
+        return times
+
+    def _read_apart(self, created: float) -> bool:
+        """Whether the tie group of ``created`` was placed by more than one page."""
+        group = self._tie_group(created)
+        if group is None or group.high - group.low + 3 > self._page_size:
+            # One that no page can hold is taken as read: failing every burst of a stable API that
+            # holds a malformed record would cost more than an API that also reorders it.
+            return False
+        return not any(low <= group.low and group.high <= high for low, high, _ in self._runs)
 
     def has_more(self) -> bool:
         """Whether anything is left to read."""
@@ -325,7 +368,10 @@ class ListingFold:
         if self._positional or self._order is None or not self._as_of:
             return None
         as_of = self._as_of
-        top = self._created[as_of - 1]
+        youngest = as_of - 1
+        while youngest > 0 and self._hashes[youngest] == _MALFORMED:
+            youngest -= 1  # a malformed record has no time: the youngest second is the valid one's
+        top = self._created[youngest]
         start, late = as_of - 1, False
         while start >= 0 and (self._created[start] == top or self._hashes[start] == _MALFORMED):
             entry = self._young.get(start)
@@ -475,9 +521,9 @@ class ListingFold:
         if earlier != _UNREAD:
             if earlier == key:
                 return 0
-            if self._is_tie(age, record):
-                assert record is not None
-                self._unsettled.add(record.created)
+            tie = self._tie_of(age, record)
+            if tie is not None:
+                self._unsettled.add(tie)
                 return 0
             raise PassRejected("duplicate", f"age index {age} read twice with different tasks")
         if key != _MALFORMED and key in self._ids:
@@ -503,13 +549,22 @@ class ListingFold:
             return 1
         return 2
 
-    def _is_tie(self, age: int, record: Task | None) -> bool:
-        return (
-            not self._positional
-            and record is not None
-            and self._hashes[age] != _MALFORMED
-            and self._created[age] == record.created
-        )
+    def _tie_of(self, age: int, record: Task | None) -> float | None:
+        """The create_time of the tie group that two different records read at ``age`` belong to,
+        or None when they are no tie (then one of them was shifted there). A malformed record has
+        no time of its own: it belongs to the group of a neighbour that shares the other's."""
+        if self._positional:
+            return None
+        stored_malformed = self._hashes[age] == _MALFORMED
+        if record is not None and not stored_malformed:
+            return record.created if self._created[age] == record.created else None
+        created = self._created[age] if record is None else record.created
+        if math.isnan(created):
+            return None  # two malformed records cannot differ
+        for neighbour in (age - 1, age + 1):
+            if 0 <= neighbour < len(self._created) and self._created[neighbour] == created:
+                return created
+        return None
 
     def _clear(self, age: int) -> None:
         key = self._hashes[age]
@@ -540,9 +595,14 @@ class ListingFold:
             if neighbour >= 0 and neighbour in ages:
                 record = ages[neighbour]
                 key = _MALFORMED if record is None else _fold(hash(record.task_id))
-                if self._hashes[neighbour] not in (_UNREAD, key):
+                if self._hashes[neighbour] in (_UNREAD, key):
+                    continue
+                tie = self._tie_of(neighbour, record)
+                if tie is None:
                     raise PassRejected("duplicate", f"age index {neighbour} read twice with different tasks")
+                self._unsettled.add(tie)  # the neighbour's own tie group was reordered too
         self._unsettled.discard(settle.created)
+        self._settled.add(settle.created)
         fresh = self._place(page, replace=(settle.low, settle.high))
         for age in range(settle.low, settle.high + 1):
             if self._hashes[age] == _UNREAD:

@@ -60,6 +60,7 @@ class State(enum.Enum):
 class Event(enum.Enum):
     ORDER_LEARNED = "a complete listing showed the order"
     NO_ORDER = "a complete listing showed no order by create_time"
+    NO_EVIDENCE = "a complete listing showed no step in create_time to learn an order from"
     TOO_BIG = "the first page showed a listing too big for the scrape"
     SYNCED = "a background listing was brought to the present"
     SYNC_BROKEN = "tasks removed while a background listing read broke it"
@@ -74,6 +75,7 @@ S, E = State, Event
 TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.LEARNING, E.ORDER_LEARNED): S.INCREMENTAL,
     (S.LEARNING, E.NO_ORDER): S.COMPLETE_ONLY,
+    (S.LEARNING, E.NO_EVIDENCE): S.LEARNING,  # no task yet, or all in one second: ask again
     (S.LEARNING, E.TOO_BIG): S.SYNCING,
     (S.LEARNING, E.CONFIGURED_FULL): S.COMPLETE_ONLY,
     (S.SYNCING, E.SYNCED): S.INCREMENTAL,
@@ -88,6 +90,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.INCREMENTAL, E.SYNC_UNORDERED): S.LEARNING,
     (S.COMPLETE_ONLY, E.ORDER_LEARNED): S.INCREMENTAL,
     (S.COMPLETE_ONLY, E.NO_ORDER): S.COMPLETE_ONLY,
+    (S.COMPLETE_ONLY, E.NO_EVIDENCE): S.COMPLETE_ONLY,
     (S.COMPLETE_ONLY, E.TOO_BIG): S.SYNCING,
     (S.COMPLETE_ONLY, E.CONFIGURED_FULL): S.COMPLETE_ONLY,
 }
@@ -330,6 +333,11 @@ class ListingStrategy:
             self._known = known
             self._no_background = False
             self._move(Event.ORDER_LEARNED, "order_verified")
+        elif contradiction is None:
+            # Nothing contradicted an order, nothing showed one either (no task yet, or all in
+            # one second): learning goes on, and --listing.mode incremental does not give up.
+            self._known = None
+            self._move(Event.NO_EVIDENCE, self._reason)
         else:
             self._known = None
             self._move(Event.NO_ORDER, "order_unknown")

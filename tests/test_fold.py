@@ -401,3 +401,15 @@ def test_two_open_tasks_at_one_age_break_the_check() -> None:
 def test_an_unknown_order_does_not_check_ages() -> None:
     task = make(1, PROCESSING, T0)
     known_with(order=Order.UNKNOWN, open={task.task_id: (-1, task)}, head={}).check()
+
+
+@pytest.mark.parametrize("order", [Order.NEWEST_FIRST, Order.OLDEST_FIRST])
+def test_every_tie_group_reordered_on_every_call_costs_a_few_calls_each(order: Order) -> None:
+    # Bursts share a second all through the history, and every call lists each burst anew: the
+    # groups that pages cut are read whole once each, and a group read whole stays as read (its
+    # neighbours, reordered again on the next call, do not send it back to be read again).
+    listing = Reshuffling(order, history(2000), seed=11)
+    known = read(listing, ListingFold())
+    assert known.counts() == listing.counts()
+    assert set(known.open) == set(listing.open())
+    assert listing.calls <= 20 + 2 * 19  # the pages, and at most two reads for each boundary

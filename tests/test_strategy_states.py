@@ -428,3 +428,31 @@ def test_a_project_in_no_order_that_shows_no_step_stays_on_complete_listings() -
     listing.tasks = listing.tasks[:1]
     run(runner, clock)
     assert seen(runner)[-1] == (S.COMPLETE_ONLY, E.NO_EVIDENCE, S.COMPLETE_ONLY)
+
+
+class RepeatsOnce(Listing):
+    """A page takes 0.1 s; the first complete listing's second page comes back empty (as when tasks
+    were removed), so that attempt fails and the next one adds up."""
+
+    def __init__(self, order: Order, tasks: list, clock: FakeClock) -> None:  # type: ignore[type-arg]
+        super().__init__(order, tasks)
+        self.clock = clock
+        self.spoiled = False
+
+    def page(self, request: PageRequest) -> Page:
+        self.clock.sleep(0.1)
+        page = super().page(request)
+        if request.offset == 100 and not self.spoiled:
+            self.spoiled = True
+            return Page(page.offset, page.total, [], 0)
+        return page
+
+
+def test_once_lists_again_within_its_fitted_deadline() -> None:
+    clock = FakeClock()
+    listing = RepeatsOnce(Order.NEWEST_FIRST, history(1000), clock)
+    store = TaskStore("p1", SeriesSettings(), started_at=0)
+    settings = ListingSettings(mode="full", fit_deadline=True)
+    runner = ListingStrategy(listing, store, settings, SeriesSettings(), rate_limit=20.0, clock=clock)
+    runner.run(Deadline(clock() + 900.0))  # the deadline fitted by the first attempt holds for the second
+    assert store.view().up and listing.spoiled

@@ -470,6 +470,8 @@ class ListingFold:
                 raise PassRejected("removed", "a page reaches past the oldest task: tasks were removed")
             if age < as_of:
                 placed.append((age, record))
+        if replace is not None:
+            placed = [(age, record) for age, record in placed if replace[0] <= age <= replace[1]]
         if not placed:
             return []
         if order is Order.NEWEST_FIRST:
@@ -523,7 +525,8 @@ class ListingFold:
                 return 0
             tie = self._tie_of(age, record)
             if tie is not None:
-                self._unsettled.add(tie)
+                if tie not in self._settled:  # a group read whole stays as that page listed it
+                    self._unsettled.add(tie)
                 return 0
             raise PassRejected("duplicate", f"age index {age} read twice with different tasks")
         if key != _MALFORMED and key in self._ids:
@@ -600,9 +603,12 @@ class ListingFold:
                 tie = self._tie_of(neighbour, record)
                 if tie is None:
                     raise PassRejected("duplicate", f"age index {neighbour} read twice with different tasks")
-                self._unsettled.add(tie)  # the neighbour's own tie group was reordered too
+                if tie not in self._settled:
+                    self._unsettled.add(tie)  # the neighbour's own tie group was reordered too
         self._unsettled.discard(settle.created)
         self._settled.add(settle.created)
+        # Only the group is taken from this page: its neighbours were checked above, and other
+        # groups it reaches into were reordered too, as they are on every call.
         fresh = self._place(page, replace=(settle.low, settle.high))
         for age in range(settle.low, settle.high + 1):
             if self._hashes[age] == _UNREAD:

@@ -230,13 +230,15 @@ class ListingStrategy:
 
     def _complete(self, deadline: Deadline, started: float, reason: str) -> None:
         attempt = spent = 0
+        fitted = False  # once's deadline, fitted to the project by the first attempt, stays for the retry
         while True:
             reading = self._resume_or_start()
             attempt_started = self._clock()
             try:
                 if self._read_first_page(reading, deadline):
                     return self._to_background(reading)
-                deadline = self._fitted(deadline, reading.fold)
+                if not fitted:
+                    deadline, fitted = self._fitted(deadline, reading.fold), True
                 read_to_end(reading.fold, self._client, deadline, reading.listing.observe, most=1 << 30)
                 known = reading.fold.result()
             except PassRejected as rejection:

@@ -3,7 +3,9 @@ table, brought about the way an API would bring it about, and nothing the table 
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
 
 import pytest
 
@@ -279,8 +281,8 @@ def test_an_unordered_project_that_grows_too_big_syncs() -> None:
 
 def test_an_event_the_table_does_not_name_is_a_defect() -> None:
     runner, _, _ = strategy(Listing(Order.NEWEST_FIRST, history(10)))
-    with pytest.raises(RuntimeError, match="no transition from learning on: a background listing"):
-        runner._move(Event.SYNCED, "order_verified")
+    with pytest.raises(RuntimeError, match="no transition from learning on: an incremental pass failed"):
+        runner._move(Event.PASS_REJECTED, "fallback")
 
 
 def test_every_state_can_be_left_or_is_meant_to_be_kept() -> None:
@@ -456,3 +458,36 @@ def test_once_lists_again_within_its_fitted_deadline() -> None:
     runner = ListingStrategy(listing, store, settings, SeriesSettings(), rate_limit=20.0, clock=clock)
     runner.run(Deadline(clock() + 900.0))  # the deadline fitted by the first attempt holds for the second
     assert store.view().up and listing.spoiled
+
+
+def test_a_reconciliation_that_outlives_the_passes_is_taken_over_after_they_fell_back() -> None:
+    listing = Listing(Order.NEWEST_FIRST, history(2000))
+    gate = threading.Event()
+    clock = FakeClock()
+    store = TaskStore("p1", SeriesSettings(), started_at=0)
+    settings = ListingSettings(reconcile_interval=60.0)
+    runner = ListingStrategy(
+        listing, store, settings, SeriesSettings(), clock=clock, pace=lambda _: gate.wait(10)
+    )
+    run(runner, clock)
+    clock.sleep(61)
+    run(runner, clock)  # starts the reconciliation, held after its first round
+    # The API loses its order: the next pass is rejected, and the complete listing shows none.
+    listing.order = Order.OLDEST_FIRST
+    listing.tasks = sorted(listing.tasks, key=lambda task: task.task_id[::-1])
+    with contextlib.suppress(Exception):
+        run(runner, clock)
+    assert runner.state is S.COMPLETE_ONLY and runner.background is not None
+    gate.set()
+    background_done(runner)
+    run(runner, clock)  # takes the failed reconciliation over in complete_only: no internal error
+    assert (S.COMPLETE_ONLY, E.SYNC_UNORDERED, S.COMPLETE_ONLY) in seen(runner)
+    assert store.view().up
+    runner.close()
+
+
+@pytest.mark.parametrize("state", [S.LEARNING, S.COMPLETE_ONLY])
+@pytest.mark.parametrize("event", [E.SYNCED, E.SYNC_BROKEN, E.SYNC_FAILED, E.SYNC_UNORDERED])
+def test_a_background_listing_can_be_taken_over_in_any_state_it_outlives(state: State, event: Event) -> None:
+    # A reconciliation starts in incremental; the passes may have fallen back by the time it ends.
+    assert (state, event) in TRANSITIONS

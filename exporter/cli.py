@@ -478,6 +478,9 @@ def once(**options: Any) -> None:
     # (An old flag's value has been moved onto the option by now: then it is not the default.)
     source = click.get_current_context().get_parameter_source("scrape_timeout")
     fit = source in (None, ParameterSource.DEFAULT) and options["scrape_timeout"] == _DEFAULT_TIMEOUT
+    # Several targets may share one quota and list at once: a fit to one project's size at the
+    # whole rate would be too short, so they get the longest wait instead.
+    fit = fit and len(setups) == 1
     setups = tuple(replace(s, config=_once_config(s.config, fit=fit)) for s in setups)
     exporter = Exporter(setups[0].config, targets=setups, runtime_metrics=False)
     try:
@@ -493,8 +496,13 @@ def once(**options: Any) -> None:
     for view in failed:
         reason, detail = view.last_error or ("unknown", "")
         if reason == "timeout" and "--scrape.timeout" not in detail:
-            allowed = format_duration(setups[0].config.scrape.timeout)
-            detail += f"; give it longer with --scrape.timeout (it had {allowed})"
+            if fit:
+                detail += (
+                    "; its deadline was fitted to the project's size: set --scrape.timeout to give it longer"
+                )
+            else:
+                allowed = format_duration(setups[0].config.scrape.timeout)
+                detail += f"; give it longer with --scrape.timeout (it had {allowed})"
         # The project is named only when there are several: one target's line stays as it was.
         which = f" for project {view.project_id}" if len(views) > 1 else ""
         click.echo(f"vod-exporter: listing failed{which} ({reason}): {one_line(detail)}", err=True)

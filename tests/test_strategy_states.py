@@ -491,3 +491,79 @@ def test_a_reconciliation_that_outlives_the_passes_is_taken_over_after_they_fell
 def test_a_background_listing_can_be_taken_over_in_any_state_it_outlives(state: State, event: Event) -> None:
     # A reconciliation starts in incremental; the passes may have fallen back by the time it ends.
     assert (state, event) in TRANSITIONS
+
+
+# Found by review ----------------------------------------------------------------------------------
+
+
+def test_an_open_task_that_moves_on_between_the_two_passes_of_a_reconciliation_is_no_mismatch() -> None:
+    listing = Listing(Order.NEWEST_FIRST, history(500))
+    runner, store, clock = strategy(listing, reconcile=60.0)
+    run(runner, clock)
+    clock.sleep(61)
+    run(runner, clock)
+    background_done(runner)
+    victim = next(iter(listing.open()))
+    passes = 0
+    real_pass = runner._raw_pass
+
+    def finish_between(*args):  # type: ignore[no-untyped-def]
+        nonlocal passes
+        passes += 1
+        if passes == 2:  # the live state's pass, after the complete listing's
+            listing.set(victim, SUCCEED)
+        return real_pass(*args)
+
+    runner._raw_pass = finish_between  # type: ignore[method-assign]
+    run(runner, clock)
+    health = store.view().listing
+    assert (health.reconciliations, health.reconciliation_mismatches) == (1, 0)
+    runner.close()
+
+
+class CutAfter(Listing):
+    """Answers 429 once ``allowed`` pages have been answered."""
+
+    allowed = 10**9
+
+    def page(self, request: PageRequest) -> Page:
+        if self.calls >= self.allowed:
+            from exporter.cloud.errors import ThrottledError
+
+            raise ThrottledError("HTTP 429 APIGW.0308: throttled")
+        return super().page(request)
+
+
+def test_full_mode_does_not_publish_a_listing_begun_in_an_earlier_scrape() -> None:
+    rng = random.Random(4)
+    listing = CutAfter(Order.NEWEST_FIRST, history(1000))
+    listing.allowed = 3
+    runner, store, clock = strategy(listing, "full")
+    with pytest.raises(Exception, match="429"):
+        run(runner, clock)
+    step(listing, rng, arrivals=150)
+    listing.allowed = 10**9
+    run(runner, clock)
+    view = store.view()
+    assert view.snapshot is not None and view.snapshot.reported_total == len(listing.tasks)
+
+
+def test_a_fallback_too_big_for_the_scrape_waits_for_the_reconciliation_already_reading() -> None:
+    listing = Listing(Order.NEWEST_FIRST, history(4000))
+    gate = threading.Event()
+    clock = FakeClock()
+    store = TaskStore("p1", SeriesSettings(), started_at=0)
+    settings = ListingSettings(reconcile_interval=60.0)
+    runner = ListingStrategy(
+        listing, store, settings, SeriesSettings(), rate_limit=1.0, clock=clock, pace=lambda _: gate.wait(10)
+    )
+    runner.run(Deadline(clock() + 300.0))  # 40 pages fit 300 s at 1/s: in the scrape
+    clock.sleep(61)
+    runner.run(Deadline(clock() + 300.0))  # starts the reconciliation, held after its first round
+    reconciliation = runner.background
+    listing.remove(listing.tasks[0].task_id)  # the next pass is rejected
+    with pytest.raises(ListingPending):
+        run(runner, clock)  # 30 s: too short for the complete listing, which goes to the background
+    assert runner.background is reconciliation  # not a second one beside it
+    gate.set()
+    runner.close()

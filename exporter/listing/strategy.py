@@ -36,7 +36,7 @@ from exporter.listing.incremental import PassResult, run_pass
 from exporter.listing.known import HeadEntry, KnownTasks, Order, PassRejected, series_of, snapshot_of
 from exporter.listing.reading import CompleteListing, PageSource, read_round, read_to_end
 from exporter.store import ListingFacts, TaskStore
-from exporter.tasks import Task
+from exporter.tasks import Page, PageRequest, Task
 
 log = logging.getLogger(__name__)
 
@@ -264,19 +264,25 @@ class ListingStrategy:
                 log.info("listing again: %s", rejection)
                 continue
             except ListingFailed:
-                # 429s, the deadline: the next scrape goes on from here rather than from the start.
-                self._reading = reading if reading.fold.by_age else None
+                # 429s, the deadline: the next scrape goes on from here rather than from the start,
+                # and brings it to the present. Not in full mode, whose listings are each exact in
+                # their own scrape, or a timeout.
+                keep = reading.fold.by_age and self._settings.mode != FULL
+                self._reading = reading if keep else None
                 raise
             break
         self._reading = None
         calls = spent + reading.fold.calls
-        self._learned(known, reading.fold.contradiction)
         resumed = reading.started_scrape != self._scrapes
-        if resumed and known.order is not Order.UNKNOWN and self._settings.mode != FULL:
+        if resumed and known.order is not Order.UNKNOWN:
             # Read over several scrapes: exact as of its first page, long ago. Brought to the
-            # present like a background listing.
+            # present like a background listing, and trusted only once it has been.
             self._adopt(SyncedListing(known, reading.listing.recent(), calls), deadline, started, FULL)
+            present = self._known
+            self._learned(known, reading.fold.contradiction)
+            self._known = present
             return
+        self._learned(known, reading.fold.contradiction)
         self._store.record_listing(
             reading.listing.snapshot(known),
             reading.listing.tracker,
@@ -328,7 +334,9 @@ class ListingStrategy:
     def _to_background(self, reading: _Reading) -> None:
         self._reading = None
         self._move(Event.TOO_BIG, self._reason)
-        self._start_background(None, reconciling=False)
+        if self._background is None:
+            self._start_background(None, reconciling=False)
+        # else: a reconciliation still reads, a complete listing as good as a new one: it serves.
         raise self._pending()
 
     def _learned(self, known: KnownTasks, contradiction: str | None) -> None:
@@ -385,7 +393,11 @@ class ListingStrategy:
         ):
             self._start_background(known.order, reconciling=True)
 
-    def _raw_pass(self, known: KnownTasks, deadline: Deadline) -> tuple[PassResult, int]:
+    def _raw_pass(
+        self, known: KnownTasks, deadline: Deadline, reads: _SharedReads | None = None
+    ) -> tuple[PassResult, int]:
+        if reads is not None:
+            return run_pass(known, reads.pages, reads.tasks, self._page_size)
         return run_pass(
             known,
             lambda requests: self._client.fetch_pages(requests, deadline),
@@ -412,6 +424,7 @@ class ListingStrategy:
     def _publish(
         self, result: PassResult, calls: int, started: float, mode: str, *, agreed: bool = False
     ) -> None:
+        self._reading = None  # a complete listing left unfinished is older than this one
         now = self._wall_clock()
         known = self._known = result.known
         cutoff = now - self._series.max_finished_age
@@ -455,7 +468,13 @@ class ListingStrategy:
         if error is not None:
             self._background_failed(background, error)
             return False
-        return self._adopt(background.future.result(), deadline, started, SYNC, background)
+        try:
+            return self._adopt(background.future.result(), deadline, started, SYNC, background)
+        except (ListingFailed, PassRejected):
+            raise
+        except Exception as defect:
+            self._background_failed(background, defect)  # a first sync starts over
+            raise
 
     def _adopt(
         self,
@@ -469,8 +488,12 @@ class ListingStrategy:
         reconciles, the live state is brought to the present too, and both are compared as of the
         same total (docs: "Reconciliation"). A pass that an API error or the deadline ends leaves
         a background listing to the next scrape: it is not read again."""
+        live = self._known if background is not None and background.reconciling else None
+        # Reconciling, both passes read through one cache: a page or a task both ask for is read
+        # once, so an open task that moves on between the two is not taken for a difference.
+        reads = _SharedReads(self._client, deadline) if live is not None else None
         try:
-            result, calls = self._raw_pass(synced.known, deadline)
+            result, calls = self._raw_pass(synced.known, deadline, reads)
         except PassRejected as rejection:
             if background is None:
                 raise InconsistentListing(
@@ -482,9 +505,8 @@ class ListingStrategy:
             if background is not None:
                 self._background = background  # the next scrape tries again
             raise
-        live = self._known
-        if background is not None and background.reconciling and live is not None:
-            calls += self._reconcile(live, result.known, deadline)
+        if live is not None:
+            calls += self._reconcile(live, result.known, deadline, reads)
         self._recent = synced.recent
         self._last_complete = self._clock()
         self._order = result.known.order
@@ -494,11 +516,16 @@ class ListingStrategy:
         self._publish(result, calls + synced.calls, started, mode, agreed=True)
         return True
 
-    def _reconcile(self, live: KnownTasks, complete: KnownTasks, deadline: Deadline) -> int:
+    def _reconcile(
+        self, live: KnownTasks, complete: KnownTasks, deadline: Deadline, reads: _SharedReads | None
+    ) -> int:
         """Compare the live state, brought to the present, with a complete listing brought there,
-        as of the lower of their two totals; the calls it took."""
+        as of the lower of their two totals; the calls it took beyond the first pass."""
+        fetched = 0 if reads is None else reads.fetched
         try:
-            current, calls = self._raw_pass(live, deadline)
+            current, calls = self._raw_pass(live, deadline, reads)
+            if reads is not None:
+                calls = reads.fetched - fetched
         except PassRejected:
             self._store.note_reconciliation(mismatch=True)  # the incremental state was off
             return 0
@@ -548,6 +575,32 @@ class ListingStrategy:
         return ListingPending(
             f"a complete listing is running in the background ({progress:.0%} done)", progress
         )
+
+
+class _SharedReads:
+    """The pages and tasks two passes read, each fetched once: passes compared as of one moment
+    see the same records wherever they ask for the same ones."""
+
+    def __init__(self, client: PageSource, deadline: Deadline) -> None:
+        self._client = client
+        self._deadline = deadline
+        self._pages: dict[PageRequest, Page] = {}
+        self._tasks: dict[str, Page] = {}
+        self.fetched = 0
+
+    def pages(self, requests: Sequence[PageRequest]) -> list[Page]:
+        missing = [request for request in dict.fromkeys(requests) if request not in self._pages]
+        if missing:
+            self._pages.update(zip(missing, self._client.fetch_pages(missing, self._deadline), strict=True))
+            self.fetched += len(missing)
+        return [self._pages[request] for request in requests]
+
+    def tasks(self, task_ids: Sequence[str]) -> dict[str, Page]:
+        missing = [task_id for task_id in dict.fromkeys(task_ids) if task_id not in self._tasks]
+        if missing:
+            self._tasks.update(self._client.fetch_tasks(missing, self._deadline))
+            self.fetched += len(missing)
+        return {task_id: self._tasks[task_id] for task_id in task_ids}
 
 
 @dataclass(frozen=True)

@@ -521,22 +521,9 @@ def test_an_open_task_that_moves_on_between_the_two_passes_of_a_reconciliation_i
     runner.close()
 
 
-class CutAfter(Listing):
-    """Answers 429 once ``allowed`` pages have been answered."""
-
-    allowed = 10**9
-
-    def page(self, request: PageRequest) -> Page:
-        if self.calls >= self.allowed:
-            from exporter.cloud.errors import ThrottledError
-
-            raise ThrottledError("HTTP 429 APIGW.0308: throttled")
-        return super().page(request)
-
-
 def test_full_mode_does_not_publish_a_listing_begun_in_an_earlier_scrape() -> None:
     rng = random.Random(4)
-    listing = CutAfter(Order.NEWEST_FIRST, history(1000))
+    listing = ThrottledAfter(Order.NEWEST_FIRST, history(1000))
     listing.allowed = 3
     runner, store, clock = strategy(listing, "full")
     with pytest.raises(Exception, match="429"):

@@ -83,9 +83,10 @@ def test_full_mode_lists_everything_every_time() -> None:
     assert facts is not None and (facts.mode, facts.reason) == ("full", "configured")
 
 
-def unordered() -> Listing:
+def unordered(count: int = 800) -> Listing:
+    """``count`` tasks listed in an order that is not by create_time (stable between calls)."""
     listing = Listing(Order.OLDEST_FIRST, [])
-    listing.tasks = sorted(history(800), key=lambda task: task.task_id[::-1])
+    listing.tasks = sorted(history(count), key=lambda task: task.task_id[::-1])
     return listing
 
 

@@ -18,26 +18,9 @@ from exporter.store import TaskStore
 from exporter.tasks import SUCCEED, Page, PageRequest
 from tests.conftest import FakeClock, wait_for
 from tests.fake_listing import Listing, history, make, step
+from tests.test_strategy import Slow, strategy, unordered
 
 S, E = State, Event
-
-
-def strategy(
-    listing: Listing, mode: str = "auto", *, rate_limit: float = 0.0, reconcile: float = 3600.0
-) -> tuple[ListingStrategy, TaskStore, FakeClock]:
-    clock = FakeClock()
-    store = TaskStore("p1", SeriesSettings(), started_at=0)
-    runner = ListingStrategy(
-        listing,
-        store,
-        ListingSettings(mode=mode, reconcile_interval=reconcile),
-        SeriesSettings(),
-        rate_limit=rate_limit,
-        clock=clock,
-        pace=clock.sleep,
-        wall_clock=lambda: 1_900_000_000.0,
-    )
-    return runner, store, clock
 
 
 def run(runner: ListingStrategy, clock: FakeClock) -> None:
@@ -46,12 +29,6 @@ def run(runner: ListingStrategy, clock: FakeClock) -> None:
 
 def background_done(runner: ListingStrategy) -> None:
     wait_for("the background listing", lambda: runner.background is not None and runner.background.done)
-
-
-def unordered(count: int) -> Listing:
-    listing = Listing(Order.OLDEST_FIRST, [])
-    listing.tasks = sorted(history(count), key=lambda task: task.task_id[::-1])
-    return listing
 
 
 def seen(runner: ListingStrategy) -> list[tuple[State, Event, State]]:
@@ -172,13 +149,6 @@ def test_a_rejected_pass_learns_again_in_the_same_scrape() -> None:
         (S.INCREMENTAL, E.PASS_REJECTED, S.LEARNING),
         (S.LEARNING, E.ORDER_LEARNED, S.INCREMENTAL),
     ]
-
-
-class Slow(Listing):
-    def fetch_pages(self, requests, deadline):  # type: ignore[no-untyped-def]
-        if len(requests) > 5:
-            raise DeadlineExceeded("the listing did not finish before the scrape deadline")
-        return super().fetch_pages(requests, deadline)
 
 
 def test_two_passes_out_of_time_learn_again() -> None:

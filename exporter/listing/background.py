@@ -19,7 +19,7 @@ from exporter.cloud.errors import AuthError
 from exporter.config import SeriesSettings
 from exporter.deadline import Deadline
 from exporter.failures import ListingFailed
-from exporter.listing.fold import ListingFold
+from exporter.listing.fold import ListingFold, order_of_ends
 from exporter.listing.known import KnownTasks, Order, PassRejected
 from exporter.listing.reading import PageSource, read_round
 from exporter.store import SeriesPicker
@@ -149,10 +149,7 @@ class BackgroundListing:
         (first,) = self._source.fetch_pages([PageRequest(0, size)], self._round_deadline())
         last_offset = max(0, first.total - size)
         (last,) = self._source.fetch_pages([PageRequest(last_offset, size)], self._round_deadline())
-        if first.tasks and last.tasks:
-            head, tail = first.tasks[0].created, last.tasks[-1].created
-            if head > tail:
-                return Order.NEWEST_FIRST
-            if head < tail:
-                return Order.OLDEST_FIRST
-        raise PassRejected("order_unknown", "the first and the last page tell no order")
+        order = order_of_ends(first, last)
+        if order is None:
+            raise PassRejected("order_unknown", "the first and the last page tell no order")
+        return order

@@ -100,7 +100,7 @@ class ListingFold:
         arrival between two reads are likely, and leave the total as it was."""
         if strict and (order is None or order is Order.UNKNOWN):
             raise ValueError("a strict fold needs an order to test")
-        self._order = None if order is Order.UNKNOWN else order
+        self._order: Order | None = None if order is Order.UNKNOWN else order
         self._strict = strict
         self._link_every = link_every_boundary
         self._recent_totals: deque[int] = deque(maxlen=_DRIFT_ANSWERS)
@@ -441,13 +441,9 @@ class ListingFold:
                 self._contradict("create_time goes both ways on the first page")
             return True
         if self._require_as_of() <= self._page_size or len(self._held) > 1:
-            last = max(self._held, key=lambda page: page.offset)
-            if first.tasks and last.tasks and last.offset > first.offset:
-                head, tail = first.tasks[0].created, last.tasks[-1].created
-                if head != tail:
-                    self._order = Order.NEWEST_FIRST if head > tail else Order.OLDEST_FIRST
-                    return True
-            self._positional = True  # nothing tells an order: positions, at one total
+            self._order = order_of_ends(first, max(self._held, key=lambda page: page.offset))
+            # When nothing tells an order: positions, exact at one total.
+            self._positional = self._order is None
             return True
         return False
 
@@ -482,8 +478,9 @@ class ListingFold:
                 self._clear(age)
         fresh: list[Task] = []
         new_ages: list[int] = []
+        young_from = as_of - HEAD_AGES  # the ages kept with the total that placed them
         for age, record in placed:
-            placed_now = self._put(age, record, page.total)
+            placed_now = self._put(age, record, page.total, young_from)
             if placed_now:
                 new_ages.append(age)
                 if record is not None and placed_now == 2:
@@ -515,7 +512,7 @@ class ListingFold:
             if later != earlier:
                 self._steps = True
 
-    def _put(self, age: int, record: Task | None, total: int) -> int:
+    def _put(self, age: int, record: Task | None, total: int, young_from: int) -> int:
         """Place one record: 0 when it was there already or waits for its tie group to be read
         whole, 1 when placed again after such a read, 2 when placed for the first time."""
         key = _MALFORMED if record is None else _fold(hash(record.task_id))
@@ -545,7 +542,7 @@ class ListingFold:
             self._ids.add(key)
             if record.is_open:
                 self._open[age] = record
-        if age >= self._require_as_of() - HEAD_AGES:
+        if age >= young_from:
             self._young[age] = (record, total)
         if key in self._cleared:
             self._cleared.discard(key)
@@ -705,6 +702,17 @@ class ListingFold:
         if self._as_of is None:
             raise RuntimeError("the first page comes first")
         return self._as_of
+
+
+def order_of_ends(first: Page, last: Page) -> Order | None:
+    """Newest first when the first page's first task is younger than the last page's last task,
+    oldest first when it is older; None when they tell nothing (a page empty, or one second)."""
+    if not first.tasks or not last.tasks:
+        return None
+    head, tail = first.tasks[0].created, last.tasks[-1].created
+    if head == tail:
+        return None
+    return Order.NEWEST_FIRST if head > tail else Order.OLDEST_FIRST
 
 
 def _fold(value: int) -> int:

@@ -415,3 +415,14 @@ def test_every_tie_group_reordered_on_every_call_costs_a_few_calls_each(order: O
     # 50 pages, and the groups they cut read whole: 68 newest first, 70 oldest first (77 and 82
     # when a group read whole was sent back by its neighbours).
     assert listing.calls <= 72
+
+
+def test_a_tie_group_read_again_in_another_order_at_the_same_ages_is_asked_for_whole() -> None:
+    a, b, c, d = (make(serial, SUCCEED, T0 + time) for serial, time in enumerate((0, 1, 1, 2)))
+    fold = ListingFold(Order.OLDEST_FIRST)
+    fold.add(Page(0, 4, [a, b, c, d], 0))
+    fold.add(Page(1, 4, [c, b], 0))  # ages 1 and 2 again: the tie of b and c in the other order
+    assert fold.next_requests(10) == [PageRequest(0, 4)]  # the group and a neighbour either side
+    fold.add(Page(0, 4, [a, c, b, d], 0))
+    known = fold.result()
+    assert known.finished == {SUCCEED: 4} and known.total == 4
